@@ -1,0 +1,21 @@
+"""msinet-reid: the MSINet family (CVPR 2023) as a torchreid plug-in.
+
+Importing this package registers the models with torchreid::
+
+    import torchreid
+    import msinet_reid
+
+    model = torchreid.models.build_model('msinet', num_classes=751, loss='triplet',
+                                         pretrained=False)
+"""
+from . import _torchreid  # noqa: F401  (makes torchreid.models etc. importable in both layouts)
+from .genotypes import GENOTYPES, parse_genotype
+from .models import MSINet, list_models, register_genotype
+from .weights import PretrainedWeightsError
+
+__version__ = '0.1.0'
+
+__all__ = [
+    'GENOTYPES', 'MSINet', 'PretrainedWeightsError', 'list_models', 'parse_genotype',
+    'register_genotype',
+]

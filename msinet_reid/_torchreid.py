@@ -1,0 +1,46 @@
+"""The one place that knows torchreid's two package layouts.
+
+The official Torchreid 1.4 (installed from source) exposes ``torchreid.models``,
+``torchreid.data``, ... directly. The PyPI distribution ``torchreid`` 0.2.5 ships the
+same code nested under ``torchreid.reid``. Importing this module makes the official
+module names importable under either layout, so scripts written for the official API
+(``from torchreid.utils import FeatureExtractor``, ``import torchreid.models``) run
+unchanged, and gives the rest of this package one way to reach torchreid.
+"""
+import sys
+from typing import Callable, Dict
+
+import torchreid
+
+_NESTED_PREFIX = 'torchreid.reid.'
+
+
+def _alias_nested_layout() -> None:
+    """Register every ``torchreid.reid.X`` module as ``torchreid.X`` as well.
+
+    Importing ``torchreid`` 0.2.5 imports its whole tree eagerly, so aliasing the
+    modules already loaded covers every module a script can name.
+    """
+    if 'torchreid.reid' not in sys.modules:
+        return  # official layout: nothing to do
+    for name, module in list(sys.modules.items()):
+        if name.startswith(_NESTED_PREFIX):
+            sys.modules.setdefault('torchreid.' + name[len(_NESTED_PREFIX):], module)
+
+
+_alias_nested_layout()
+
+from torchreid import data, engine, losses, metrics, models, optim, utils  # noqa: E402
+
+NESTED_LAYOUT = 'torchreid.reid' in sys.modules
+
+
+def model_factory() -> Dict[str, Callable]:
+    """torchreid's model-name -> constructor dict, which ``build_model`` reads."""
+    return vars(models)['__model_factory']
+
+
+__all__ = [
+    'NESTED_LAYOUT', 'data', 'engine', 'losses', 'metrics', 'model_factory', 'models',
+    'optim', 'utils',
+]

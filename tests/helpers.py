@@ -1,0 +1,40 @@
+"""Helpers shared by the tests."""
+import math
+
+import torch
+from torch import nn
+
+
+def deterministic_state_dict(model: nn.Module) -> dict:
+    """Weights that depend only on each tensor's name, position and shape.
+
+    Used to compare this package's models with outputs recorded from the reference
+    implementation: no random generator is involved, so the values are the same on
+    every machine and torch version. Scales keep activations of order one, BN
+    variances positive, and Cross Attention's ``gamma`` non-zero so it takes effect.
+    """
+    state = {}
+    for index, (key, value) in enumerate(model.state_dict().items()):
+        if not value.is_floating_point():
+            state[key] = value.clone()
+            continue
+        wave = torch.sin(torch.arange(value.numel(), dtype=torch.float64) * 0.7 + index)
+        wave = wave.view(value.shape)
+        if key.endswith('running_var'):
+            wave = 1.0 + 0.5 * wave
+        elif key.endswith('running_mean') or key.endswith('bias'):
+            wave = 0.1 * wave
+        elif key.endswith('gamma'):
+            wave = 0.5 + 0.2 * wave
+        elif value.dim() == 1:  # BatchNorm scale
+            wave = 1.0 + 0.2 * wave
+        else:  # conv / linear weight, roughly variance-preserving
+            wave = wave * math.sqrt(1.5 / value[0].numel())
+        state[key] = wave.to(value.dtype)
+    return state
+
+
+def deterministic_images(batch: int, height: int, width: int) -> torch.Tensor:
+    """A fixed batch of images in float64, values in [-1, 1]."""
+    n = batch * 3 * height * width
+    return torch.cos(torch.arange(n, dtype=torch.float64) * 0.013).view(batch, 3, height, width)
