@@ -1,0 +1,111 @@
+"""PyTorch's distributed stack as the engines use it: set-up under torchrun, and the few
+collectives whose results every process must share (gathered features, rank-0-only work).
+
+Every function also works in a plain single process, where it does the obvious local
+thing, so the engines have one code path.
+
+Example (``torchrun --nproc_per_node=2 train.py``)::
+
+    >>> info = init_distributed()          # nccl on CUDA, gloo on CPU
+    >>> with main_process_first():         # rank 0 downloads, the others then read the cache
+    ...     model = torchreid.models.build_model('msinet', 751, pretrained=True)
+"""
+import datetime
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+TIMEOUT_ENV = 'MSINET_DIST_TIMEOUT'
+DEFAULT_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class DistributedInfo:
+    """Where this process stands: its rank among ``world_size`` and its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(backend: Optional[str] = None,
+                     timeout_s: Optional[float] = None) -> DistributedInfo:
+    """Join the process group that torchrun describes in the environment, if any.
+
+    Without ``WORLD_SIZE > 1`` in the environment this is a single process and nothing is
+    initialised. ``backend`` defaults to nccl on CUDA and gloo on CPU. Collectives fail
+    after ``timeout_s`` (default ``$MSINET_DIST_TIMEOUT`` or 30 minutes) instead of
+    hanging forever when a process dies.
+    """
+    world_size = int(os.environ.get('WORLD_SIZE', 1))
+    local_rank = int(os.environ.get('LOCAL_RANK', 0))
+    cuda = torch.cuda.is_available()
+    device = torch.device('cuda', local_rank) if cuda else torch.device('cpu')
+    if world_size > 1 and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(device)
+        timeout_s = timeout_s or float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
+        dist.init_process_group(backend or ('nccl' if cuda else 'gloo'),
+                                timeout=datetime.timedelta(seconds=timeout_s))
+    return DistributedInfo(get_rank(), get_world_size(), local_rank, device)
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """Run the block on rank 0 first (a download, a dataset generation), then on the others."""
+    if not is_main_process():
+        barrier()
+    yield
+    if is_main_process():
+        barrier()
+
+
+@torch.no_grad()
+def all_gather(tensor: Tensor) -> Tensor:
+    """Concatenate ``tensor`` (same shape on every process) from all processes along dim 0."""
+    if not is_distributed():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
+def all_gather_with_grad(tensor: Tensor) -> Tensor:
+    """Like :func:`all_gather`, but this process's own rows keep their autograd history,
+    so a loss over the whole gathered batch still trains the local model."""
+    if not is_distributed():
+        return tensor
+    gathered = list(all_gather(tensor.detach()).chunk(get_world_size()))
+    gathered[get_rank()] = tensor
+    return torch.cat(gathered)

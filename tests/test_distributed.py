@@ -1,0 +1,132 @@
+"""Seeded identity sampling and the distributed helpers, in one process and in two (gloo)."""
+import os
+import socket
+import time
+from collections import Counter
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from msinet_reid import distributed
+from msinet_reid.data.samplers import IdentitySampler
+
+# 12 identities with 1 to 6 images each.
+DATA = [(f'img{pid}_{i}.jpg', pid, i % 2) for pid in range(12) for i in range(pid % 6 + 1)]
+
+
+def pids(indices):
+    return [DATA[i][1] for i in indices]
+
+
+def test_batches_hold_p_identities_of_k_images():
+    sampler = IdentitySampler(DATA, batch_size=8, num_instances=2, seed=0)
+    plan = sampler.epoch_plan()
+    assert len(plan) >= 2
+    for batch in plan:
+        assert sorted(Counter(pids(batch)).values()) == [2, 2, 2, 2]
+    assert list(sampler) == [i for batch in plan for i in batch]
+    assert len(sampler) == 8 * len(plan)
+    # Identities with enough images never repeat an image within an epoch.
+    drawn = [i for batch in plan for i in batch if DATA[i][1] % 6 >= 1]
+    assert len(drawn) == len(set(drawn))
+
+
+def test_order_depends_only_on_seed_and_epoch():
+    a, b = IdentitySampler(DATA, 8, 2, seed=3), IdentitySampler(DATA, 8, 2, seed=3)
+    assert list(a) == list(b)
+    b.set_epoch(1)
+    assert list(a) != list(b)
+    a.set_epoch(1)
+    assert list(a) == list(b)
+    assert list(IdentitySampler(DATA, 8, 2, seed=4)) != list(IdentitySampler(DATA, 8, 2, seed=3))
+
+
+@pytest.mark.parametrize('world_size', [2, 3])
+def test_replicas_take_disjoint_batches_of_one_plan(world_size):
+    plan = IdentitySampler(DATA, 4, 2, seed=1).epoch_plan()
+    shards = [IdentitySampler(DATA, 4, 2, seed=1, num_replicas=world_size, rank=r)
+              for r in range(world_size)]
+    lengths = {len(shard) for shard in shards}
+    assert lengths == {4 * (len(plan) // world_size)}
+    for rank, shard in enumerate(shards):
+        own = list(shard)
+        assert [own[i:i + 4] for i in range(0, len(own), 4)] == \
+            plan[rank:len(plan) - len(plan) % world_size:world_size]
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(batch_size=6, num_instances=4), 'multiple of num_instances'),
+    (dict(batch_size=32, num_instances=2), 'needs 16 identities, but the data has 12'),
+    (dict(batch_size=8, num_instances=2, num_replicas=2, rank=2), 'rank must be in 0..1'),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        IdentitySampler(DATA, **kwargs)
+
+
+def test_single_process_helpers_are_local():
+    info = distributed.init_distributed()
+    assert (info.rank, info.world_size, info.is_main) == (0, 1, True)
+    x = torch.randn(3, 2, requires_grad=True)
+    assert distributed.all_gather_with_grad(x) is x
+    with distributed.main_process_first():
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world_size, port, check, tmp_path):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    info = distributed.init_distributed(timeout_s=20)
+    try:
+        check(info, tmp_path)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _spawn(check, tmp_path, world_size=2):
+    mp.spawn(_worker, args=(world_size, _free_port(), check, tmp_path), nprocs=world_size)
+
+
+def _check_gather(info, tmp_path):
+    assert info.world_size == 2 and info.device.type == 'cpu'
+    x = torch.full((2, 3), float(info.rank + 1), requires_grad=True)
+    gathered = distributed.all_gather_with_grad(x)
+    assert gathered[:, 0].tolist() == [1, 1, 2, 2]
+    gathered.sum().backward()  # only this process's rows carry gradient
+    assert torch.equal(x.grad, torch.ones(2, 3))
+    # Rank 0 works first inside main_process_first: the others find its file.
+    with distributed.main_process_first():
+        marker = tmp_path / 'written-by-rank-0'
+        if info.is_main:
+            time.sleep(0.5)
+            marker.write_text('done')
+        assert marker.read_text() == 'done'
+
+
+def test_two_processes_gather_and_wait_for_rank_0(tmp_path):
+    _spawn(_check_gather, tmp_path)
+
+
+def _check_dead_peer_fails(info, tmp_path):
+    if info.rank == 1:
+        os._exit(0)  # dies without a word, as a killed process would
+    started = time.time()
+    with pytest.raises(RuntimeError):
+        distributed.barrier()
+        distributed.all_gather(torch.ones(1))
+    assert time.time() - started < 60
+    (tmp_path / 'rank-0-raised').write_text('yes')
+
+
+def test_a_dead_process_makes_the_others_fail_instead_of_hanging(tmp_path):
+    _spawn(_check_dead_peer_fails, tmp_path)
+    assert (tmp_path / 'rank-0-raised').read_text() == 'yes'
