@@ -1,0 +1,112 @@
+"""What every engine of this package adds to torchreid's ``Engine``: atomic checkpoints,
+and running unchanged in one process or under ``torchrun`` with DistributedDataParallel."""
+import builtins
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from .. import distributed
+from .._torchreid import engine as torchreid_engine
+from ..checkpoint import save_atomic
+from ..data.samplers import IdentitySampler
+
+
+class DistributedEngine(torchreid_engine.Engine):
+    """torchreid's ``Engine`` that also runs under ``torchrun --nproc_per_node=N``.
+
+    In a single process it behaves exactly as torchreid's. Under torchrun each process
+    trains on its own share of every global batch (the data manager's ``batch_size``
+    is the global batch), gradients are averaged by DDP, and only rank 0 prints,
+    evaluates and writes checkpoints; the others wait for it. Checkpoints hold the bare
+    model, so they resume with any number of processes.
+
+    Subclasses call :meth:`parallel` on the model they train and use what it returns in
+    ``forward_backward``; ``self.model`` stays the bare model.
+    """
+
+    def __init__(self, datamanager, use_gpu: bool = True, seed: int = 0) -> None:
+        super().__init__(datamanager, use_gpu)
+        self.dist = distributed.init_distributed()
+        if self.dist.world_size > 1:
+            self.train_loader = shard_train_loader(self.train_loader, seed)
+            if not self.dist.is_main:
+                builtins.print = _silent_print  # progress comes from rank 0 alone
+                self.writer = _NullWriter()
+
+    def parallel(self, model: nn.Module, sync_bn: bool = False) -> nn.Module:
+        """``model`` wrapped for DDP under torchrun, ``model`` itself otherwise."""
+        if self.dist.world_size == 1:
+            return model
+        if sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        device_ids = [self.dist.device] if self.dist.device.type == 'cuda' else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    def train(self, *args, **kwargs):
+        sampler = getattr(self.train_loader, 'sampler', None)
+        if hasattr(sampler, 'set_epoch'):
+            sampler.set_epoch(self.epoch)
+        return super().train(*args, **kwargs)
+
+    def test(self, *args, **kwargs):
+        rank1 = super().test(*args, **kwargs) if self.dist.is_main else 0.0
+        distributed.barrier()
+        return rank1
+
+    def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
+        """torchreid's checkpoint layout, written atomically by rank 0 alone."""
+        if self.dist.is_main:
+            for name in self.get_model_names():
+                folder = Path(save_dir) / name
+                path = save_atomic(self.checkpoint_state(name, epoch, rank1),
+                                   folder / f'model.pth.tar-{epoch + 1}')
+                print(f'Checkpoint saved to "{path}"')
+                if is_best:
+                    save_atomic(torch.load(path, weights_only=False), folder / 'model-best.pth.tar')
+        distributed.barrier()
+
+    def checkpoint_state(self, name: str, epoch: int, rank1: float) -> dict:
+        """What a checkpoint holds; plain Python numbers so ``weights_only`` loading works."""
+        scheduler = self._scheds[name]
+        return {
+            'state_dict': self._models[name].state_dict(),
+            'epoch': epoch + 1,
+            'rank1': float(rank1),
+            'optimizer': self._optims[name].state_dict(),
+            'scheduler': None if scheduler is None else scheduler.state_dict(),
+        }
+
+
+def shard_train_loader(loader: DataLoader, seed: int) -> DataLoader:
+    """This process's share of ``loader``: the same global batches, split over processes."""
+    world_size, rank = distributed.get_world_size(), distributed.get_rank()
+    if loader.batch_size % world_size:
+        raise ValueError(f'the global batch size {loader.batch_size} must divide evenly over '
+                         f'{world_size} processes')
+    batch_size = loader.batch_size // world_size
+    num_instances = getattr(loader.sampler, 'num_instances', None)
+    if num_instances is not None:  # identity-balanced: P x K per process
+        sampler = IdentitySampler(loader.dataset.data, batch_size, num_instances, seed,
+                                  num_replicas=world_size, rank=rank)
+    else:
+        sampler = DistributedSampler(loader.dataset, world_size, rank, seed=seed, drop_last=True)
+    return DataLoader(loader.dataset, batch_size, sampler=sampler, num_workers=loader.num_workers,
+                      pin_memory=loader.pin_memory, drop_last=True)
+
+
+def _silent_print(*args, **kwargs) -> None:
+    pass
+
+
+class _NullWriter:
+    """Stands in for TensorBoard's writer on processes other than rank 0."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
