@@ -43,22 +43,23 @@ def test_order_depends_only_on_seed_and_epoch():
 
 
 @pytest.mark.parametrize('world_size', [2, 3])
-def test_replicas_take_disjoint_batches_of_one_plan(world_size):
-    plan = IdentitySampler(DATA, 4, 2, seed=1).epoch_plan()
-    shards = [IdentitySampler(DATA, 4, 2, seed=1, num_replicas=world_size, rank=r)
+def test_replicas_split_each_global_batch_by_identity(world_size):
+    plan = IdentitySampler(DATA, 12, 2, seed=1).epoch_plan()
+    shards = [list(IdentitySampler(DATA, 12, 2, seed=1, num_replicas=world_size, rank=r))
               for r in range(world_size)]
-    lengths = {len(shard) for shard in shards}
-    assert lengths == {4 * (len(plan) // world_size)}
-    for rank, shard in enumerate(shards):
-        own = list(shard)
-        assert [own[i:i + 4] for i in range(0, len(own), 4)] == \
-            plan[rank:len(plan) - len(plan) % world_size:world_size]
+    local = 12 // world_size
+    assert {len(shard) for shard in shards} == {local * len(plan)}
+    for step, batch in enumerate(plan):
+        parts = [shard[step * local:(step + 1) * local] for shard in shards]
+        assert sum(parts, []) == batch  # together: the single-process batch
+        assert all(len(set(pids(a)) & set(pids(b))) == 0 for a in parts for b in parts if a != b)
 
 
 @pytest.mark.parametrize('kwargs, message', [
     (dict(batch_size=6, num_instances=4), 'multiple of num_instances'),
     (dict(batch_size=32, num_instances=2), 'needs 16 identities, but the data has 12'),
     (dict(batch_size=8, num_instances=2, num_replicas=2, rank=2), 'rank must be in 0..1'),
+    (dict(batch_size=6, num_instances=2, num_replicas=2), 'cannot be split evenly over 2'),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -11,14 +11,16 @@ class IdentitySampler(Sampler[int]):
     ``num_instances`` images each, as torchreid's ``RandomIdentitySampler`` draws them.
 
     Unlike torchreid's sampler, the order is a function of ``(seed, epoch)`` alone, so a
-    resumed run replays it exactly, and with ``num_replicas > 1`` every process draws the
-    same epoch plan and takes every ``num_replicas``-th batch of it: the processes see
-    disjoint batches whose union is the plan a single process would follow. Call
-    :meth:`set_epoch` at the start of every epoch, as with ``DistributedSampler``.
+    resumed run replays it exactly. With ``num_replicas > 1`` every process draws the same
+    plan of global batches and takes its own identities of each: the processes see
+    disjoint P/N x K batches whose union at every step is the batch a single process
+    would see. Call :meth:`set_epoch` at the start of every epoch, as with
+    ``DistributedSampler``.
 
     Args:
         data_source: torchreid samples ``(path, pid, camid, ...)``.
-        batch_size: images per batch (per process), a multiple of ``num_instances``.
+        batch_size: images per global batch (all processes together), a multiple of
+            ``num_instances * num_replicas``.
         num_instances: images per identity in a batch (K).
         seed: seed shared by all processes.
         num_replicas, rank: how many processes share the plan, and which one this is.
@@ -26,7 +28,7 @@ class IdentitySampler(Sampler[int]):
     Example::
 
         >>> sampler = IdentitySampler(datamanager.train_set.train, 64, 4, seed=0)
-        >>> loader = DataLoader(datamanager.train_set, 64, sampler=sampler, drop_last=True)
+        >>> loader = DataLoader(datamanager.train_set, 64, sampler=sampler)
         >>> for epoch in range(max_epoch):
         ...     sampler.set_epoch(epoch)
     """
@@ -40,6 +42,11 @@ class IdentitySampler(Sampler[int]):
                              f'num_instances ({num_instances})')
         if not 0 <= rank < num_replicas:
             raise ValueError(f'rank must be in 0..{num_replicas - 1}, got {rank}')
+        if (batch_size // num_instances) % num_replicas:
+            raise ValueError(
+                f'a batch of {batch_size // num_instances} identities cannot be split evenly '
+                f'over {num_replicas} processes; choose batch_size as a multiple of '
+                f'num_instances x {num_replicas}')
         self.indices_by_pid: Dict[int, List[int]] = defaultdict(list)
         for index, sample in enumerate(data_source):
             self.indices_by_pid[sample[1]].append(index)
@@ -77,10 +84,14 @@ class IdentitySampler(Sampler[int]):
             available = [pid for pid in available if groups[pid]]
         return batches
 
+    @property
+    def local_batch_size(self) -> int:
+        """Images per batch of this process."""
+        return self.pids_per_batch // self.num_replicas * self.num_instances
+
     def _own_batches(self) -> List[List[int]]:
-        plan = self.epoch_plan()
-        usable = len(plan) - len(plan) % self.num_replicas  # every process gets as many
-        return plan[self.rank:usable:self.num_replicas]
+        size = self.local_batch_size
+        return [batch[self.rank * size:(self.rank + 1) * size] for batch in self.epoch_plan()]
 
     def __iter__(self) -> Iterator[int]:
         return (index for batch in self._own_batches() for index in batch)

@@ -18,11 +18,14 @@ from ..data.samplers import IdentitySampler
 class DistributedEngine(torchreid_engine.Engine):
     """torchreid's ``Engine`` that also runs under ``torchrun --nproc_per_node=N``.
 
-    In a single process it behaves exactly as torchreid's. Under torchrun each process
-    trains on its own share of every global batch (the data manager's ``batch_size``
-    is the global batch), gradients are averaged by DDP, and only rank 0 prints,
-    evaluates and writes checkpoints; the others wait for it. Checkpoints hold the bare
-    model, so they resume with any number of processes.
+    In a single process it behaves as torchreid's, except that identity-balanced
+    batches come from :class:`~msinet_reid.data.samplers.IdentitySampler`: the same
+    P x K draw, but seeded by ``(seed, epoch)``, so a resumed run sees the batches an
+    uninterrupted one would. Under torchrun each process trains on its own identities
+    of every global batch (the data manager's ``batch_size`` is the global batch),
+    gradients are averaged by DDP, and only rank 0 prints, evaluates and writes
+    checkpoints; the others wait for it. Checkpoints hold the bare model, so they resume
+    with any number of processes.
 
     Subclasses call :meth:`parallel` on the model they train and use what it returns in
     ``forward_backward``; ``self.model`` stays the bare model.
@@ -31,8 +34,8 @@ class DistributedEngine(torchreid_engine.Engine):
     def __init__(self, datamanager, use_gpu: bool = True, seed: int = 0) -> None:
         super().__init__(datamanager, use_gpu)
         self.dist = distributed.init_distributed()
+        self.train_loader = shard_train_loader(self.train_loader, seed)
         if self.dist.world_size > 1:
-            self.train_loader = shard_train_loader(self.train_loader, seed)
             if not self.dist.is_main:
                 builtins.print = _silent_print  # progress comes from rank 0 alone
                 self.writer = _NullWriter()
@@ -82,18 +85,26 @@ class DistributedEngine(torchreid_engine.Engine):
 
 
 def shard_train_loader(loader: DataLoader, seed: int) -> DataLoader:
-    """This process's share of ``loader``: the same global batches, split over processes."""
+    """This process's share of torchreid's train ``loader``, drawn from ``seed``.
+
+    Identity-balanced loaders become seeded :class:`IdentitySampler` loaders (in a single
+    process too); other loaders are split with ``DistributedSampler`` under torchrun and
+    returned as they are otherwise.
+    """
     world_size, rank = distributed.get_world_size(), distributed.get_rank()
-    if loader.batch_size % world_size:
-        raise ValueError(f'the global batch size {loader.batch_size} must divide evenly over '
-                         f'{world_size} processes')
-    batch_size = loader.batch_size // world_size
     num_instances = getattr(loader.sampler, 'num_instances', None)
-    if num_instances is not None:  # identity-balanced: P x K per process
-        sampler = IdentitySampler(loader.dataset.data, batch_size, num_instances, seed,
+    if num_instances is not None:
+        sampler = IdentitySampler(loader.dataset.data, loader.batch_size, num_instances, seed,
                                   num_replicas=world_size, rank=rank)
-    else:
+        batch_size = sampler.local_batch_size
+    elif world_size > 1:
+        if loader.batch_size % world_size:
+            raise ValueError(f'the global batch size {loader.batch_size} must divide evenly '
+                             f'over {world_size} processes')
         sampler = DistributedSampler(loader.dataset, world_size, rank, seed=seed, drop_last=True)
+        batch_size = loader.batch_size // world_size
+    else:
+        return loader
     return DataLoader(loader.dataset, batch_size, sampler=sampler, num_workers=loader.num_workers,
                       pin_memory=loader.pin_memory, drop_last=True)
 
