@@ -1,15 +1,15 @@
 """Seeded identity sampling and the distributed helpers, in one process and in two (gloo)."""
 import os
-import socket
 import time
 from collections import Counter
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from msinet_reid import distributed
 from msinet_reid.data.samplers import IdentitySampler
+
+from helpers import run_distributed
 
 # 12 identities with 1 to 6 images each.
 DATA = [(f'img{pid}_{i}.jpg', pid, i % 2) for pid in range(12) for i in range(pid % 6 + 1)]
@@ -75,28 +75,6 @@ def test_single_process_helpers_are_local():
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world_size, port, check, tmp_path):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
-                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
-    torch.set_num_threads(1)
-    info = distributed.init_distributed(timeout_s=20)
-    try:
-        check(info, tmp_path)
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
-def _spawn(check, tmp_path, world_size=2):
-    mp.spawn(_worker, args=(world_size, _free_port(), check, tmp_path), nprocs=world_size)
-
-
 def _check_gather(info, tmp_path):
     assert info.world_size == 2 and info.device.type == 'cpu'
     x = torch.full((2, 3), float(info.rank + 1), requires_grad=True)
@@ -114,7 +92,7 @@ def _check_gather(info, tmp_path):
 
 
 def test_two_processes_gather_and_wait_for_rank_0(tmp_path):
-    _spawn(_check_gather, tmp_path)
+    run_distributed(_check_gather, tmp_path)
 
 
 def _check_dead_peer_fails(info, tmp_path):
@@ -129,5 +107,5 @@ def _check_dead_peer_fails(info, tmp_path):
 
 
 def test_a_dead_process_makes_the_others_fail_instead_of_hanging(tmp_path):
-    _spawn(_check_dead_peer_fails, tmp_path)
+    run_distributed(_check_dead_peer_fails, tmp_path)
     assert (tmp_path / 'rank-0-raised').read_text() == 'yes'

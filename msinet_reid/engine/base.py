@@ -33,6 +33,7 @@ class DistributedEngine(torchreid_engine.Engine):
 
     def __init__(self, datamanager, use_gpu: bool = True, seed: int = 0) -> None:
         super().__init__(datamanager, use_gpu)
+        self._frozen = {}
         self.dist = distributed.init_distributed()
         self.train_loader = shard_train_loader(self.train_loader, seed)
         if self.dist.world_size > 1:
@@ -48,6 +49,19 @@ class DistributedEngine(torchreid_engine.Engine):
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         device_ids = [self.dist.device] if self.dist.device.type == 'cuda' else None
         return DistributedDataParallel(model, device_ids=device_ids)
+
+    def register_model(self, name='model', model=None, optim=None, sched=None) -> None:
+        super().register_model(name, model, optim, sched)
+        self._frozen[name] = [p for p in model.parameters() if not p.requires_grad]
+
+    def two_stepped_transfer_learning(self, *args, **kwargs) -> None:
+        # torchreid's open_all_layers unfreezes every parameter each epoch; parameters the
+        # model froze on purpose (MSINet's BNNeck shifts) stay frozen, as in the reference,
+        # and must: DDP synchronises only the parameters that were trainable when it wrapped.
+        super().two_stepped_transfer_learning(*args, **kwargs)
+        for params in self._frozen.values():
+            for param in params:
+                param.requires_grad_(False)
 
     def train(self, *args, **kwargs):
         sampler = getattr(self.train_loader, 'sampler', None)
