@@ -1,4 +1,4 @@
-"""Data sets for the demo and the tests: a synthetic Market-1501."""
-from .synthetic import make_market1501
+"""Data sets for the demo and the tests: synthetic Market-1501, VeRi-776 and VehicleID."""
+from .synthetic import make_market1501, make_vehicleid, make_veri
 
-__all__ = ['make_market1501']
+__all__ = ['make_market1501', 'make_vehicleid', 'make_veri']
