@@ -133,11 +133,8 @@ def make_market1501(
         >>> folder = make_market1501('reid-data', num_train_ids=8, num_test_ids=4,
         ...                          height=64, width=32, progress=False)
     """
-    params = {
-        'num_train_ids': num_train_ids, 'num_test_ids': num_test_ids,
-        'images_per_camera': images_per_camera, 'num_cameras': num_cameras,
-        'height': height, 'width': width, 'seed': seed,
-    }
+    params = _parameters(num_train_ids, num_test_ids, images_per_camera, num_cameras, height,
+                         width, seed)
     return _generate(MARKET1501, root, params, progress, _write_market1501)
 
 
@@ -159,11 +156,8 @@ def make_veri(
         >>> folder = make_veri('reid-data', num_train_ids=8, num_test_ids=4, num_cameras=6,
         ...                    height=64, width=64, progress=False)
     """
-    params = {
-        'num_train_ids': num_train_ids, 'num_test_ids': num_test_ids,
-        'images_per_camera': images_per_camera, 'num_cameras': num_cameras,
-        'height': height, 'width': width, 'seed': seed,
-    }
+    params = _parameters(num_train_ids, num_test_ids, images_per_camera, num_cameras, height,
+                         width, seed)
     return _generate(VERI, root, params, progress, _write_veri)
 
 
@@ -177,24 +171,31 @@ def make_vehicleid(
     Vehicles are seen from the front or the rear by at least two of ``num_cameras``
     cameras (which VehicleID does not record). ``train_test_split/train_list.txt`` lists
     the train vehicles; ``test_list_2400.txt`` all test vehicles, and the 1600 and 800
-    lists the first two thirds and third of them (nested like the real lists). The result
-    is ``<root>/vehicleid``, what ``msinet_reid.data.VehicleID(root=root)`` reads.
+    lists the first two thirds and third of them. The result is ``<root>/vehicleid``,
+    what ``msinet_reid.data.VehicleID(root=root)`` reads.
 
     Example::
 
         >>> folder = make_vehicleid('reid-data', num_train_ids=8, num_test_ids=6,
         ...                         height=64, width=64, progress=False)
     """
-    params = {
-        'num_train_ids': num_train_ids, 'num_test_ids': num_test_ids,
-        'images_per_camera': images_per_camera, 'num_cameras': num_cameras,
-        'height': height, 'width': width, 'seed': seed,
-    }
+    params = _parameters(num_train_ids, num_test_ids, images_per_camera, num_cameras, height,
+                         width, seed)
     return _generate(VEHICLEID, root, params, progress, _write_vehicleid)
 
 
 # ----------------------------------------------------------------------------------------
 # What every generator shares: validation, reuse, atomic writing, RNG streams, progress
+
+
+def _parameters(num_train_ids: int, num_test_ids: int, images_per_camera: int,
+                num_cameras: int, height: int, width: int, seed: int) -> dict:
+    """The parameters every generator takes, in the order its marker records them."""
+    return {
+        'num_train_ids': num_train_ids, 'num_test_ids': num_test_ids,
+        'images_per_camera': images_per_camera, 'num_cameras': num_cameras,
+        'height': height, 'width': width, 'seed': seed,
+    }
 
 
 def _generate(layout: _Layout, root: PathLike, params: dict, progress: bool,

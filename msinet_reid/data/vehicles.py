@@ -61,8 +61,8 @@ class VeRi(_VehicleDataset):
 
     576 vehicles (37,778 images) for training, 200 for testing (1,678 query and 11,579
     gallery images). Names are ``VVVV_cCCC_FFFFFFFF_N.jpg``: vehicle id, camera (from 1),
-    frame, index. The query images are also in the gallery; torchreid's evaluation drops
-    gallery images of the query's own vehicle and camera, which is VeRi's protocol.
+    frame, index. torchreid's evaluation drops gallery images of the query's own vehicle
+    and camera, which is VeRi's cross-camera protocol.
 
     Layout (the folder may also be called ``VeRi``)::
 
