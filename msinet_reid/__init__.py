@@ -1,6 +1,7 @@
 """msinet-reid: the MSINet family (CVPR 2023) as a torchreid plug-in.
 
-Importing this package registers the models with torchreid::
+Importing this package registers the models, and the vehicle datasets ``'veri'`` and
+``'vehicleid'``, with torchreid::
 
     import torchreid
     import msinet_reid
@@ -9,6 +10,7 @@ Importing this package registers the models with torchreid::
                                          pretrained=False)
 """
 from . import _torchreid  # noqa: F401  (makes torchreid.models etc. importable in both layouts)
+from .data import VehicleID, VeRi  # noqa: F401  (registers 'veri' and 'vehicleid' too)
 from .genotypes import GENOTYPES, parse_genotype
 from .models import MSINet, list_models, register_genotype
 from .weights import PretrainedWeightsError
