@@ -1,8 +1,10 @@
 """TCMSearchEngine on a tiny synthetic Market-1501: steps, end-to-end search, resume."""
 import copy
+import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import msinet_reid
 from msinet_reid._torchreid import data, engine, models, utils
@@ -53,6 +55,22 @@ def _alphas(model):
 
 def _changed(before, after):
     return [not torch.equal(b, a) for b, a in zip(before, after)]
+
+
+def test_memories_start_at_the_identity_centroids_of_the_supernets_features(datamanager):
+    search = _engine(datamanager)
+    search.initialise_memories()
+    search.model.eval()
+    for subset, items in (('train', search.split.train), ('valid', search.split.valid)):
+        images = torch.stack([datamanager.transform_te(utils.read_image(item[0]))
+                              for item in items])
+        with torch.no_grad():
+            features = F.normalize(search.model(images), dim=1)
+        num_ids = len(search.memories[subset].features)
+        for label in range(num_ids):
+            mine = torch.tensor([item[1] == label for item in items])
+            centroid = F.normalize(features[mine].mean(0), dim=0)
+            assert torch.allclose(search.memories[subset].features[label], centroid, atol=1e-5)
 
 
 @pytest.mark.parametrize('scheme', ['tcm', 'ce_overlap'])
@@ -119,6 +137,10 @@ def test_tiny_search_finds_a_genotype_that_builds_and_trains(datamanager, tmp_pa
     genotype = load_genotype(tmp_path / GENOTYPE_FILE)
     assert genotype == search.model.genotype() == tuple(search.history[-1])
     assert (tmp_path / CHECKPOINT_FILE).is_file()
+    record = json.loads((tmp_path / GENOTYPE_FILE).read_text())
+    assert record['epoch'] == EPOCHS and record['ratios'] == [60, 80]
+    assert torch.allclose(torch.tensor(record['alpha_softmax']).sum(1), torch.ones(12))
+    assert list(tmp_path.glob('events.out.tfevents.*'))  # TensorBoard log
 
     name = unique_name()
     msinet_reid.register_genotype(name, genotype)

@@ -118,6 +118,19 @@ class TCMSearchEngine(engine.Engine):
     whole search state to ``<save_dir>/search_checkpoint.pth`` (atomically); ``resume``
     continues from it exactly. Evaluation of the supernet follows ``run(eval_freq=...)``.
 
+    Args:
+        datamanager: torchreid ``ImageDataManager``; its train set is split.
+        model: the supernet, already on its device.
+        optimizer, arch_optimizer: over ``model.weight_parameters()`` and
+            ``model.arch_parameters()`` (``build_search_optimizers`` builds the paper's).
+        scheduler, arch_scheduler: stepped once per epoch.
+        scheme: ``'tcm'``, ``'tcm_overlap'`` or ``'ce_overlap'`` (``SCHEMES``).
+        ratios: ``(train %, valid %)`` of the identities; ``None``: the scheme's default.
+        seed: seeds the identity split. Seed the rest with
+            ``torchreid.utils.set_random_seed`` for a reproducible search.
+        num_instances: images per identity in a batch; ``None``: the data manager's.
+        temperature, momentum: tau of eq. 2 and beta of eq. 3.
+
     Example::
 
         >>> model = MSINetSupernet(datamanager.num_train_pids).cuda()
@@ -235,21 +248,21 @@ class TCMSearchEngine(engine.Engine):
         features = torch.cat(features, dim=1)
         return self.memories[subset](features, labels), features
 
-    def model_step(self, imgs: Tensor, labels: Tensor) -> Dict[str, float]:
-        """Update the model weights on a search-train batch (then ``C_tr``)."""
-        loss, features = self._loss(imgs, labels, 'train')
-        _descend(loss, self.optimizer)
+    def _step(self, imgs: Tensor, labels: Tensor, subset: str,
+              optimizer: Optimizer) -> Dict[str, float]:
+        loss, features = self._loss(imgs, labels, subset)
+        _descend(loss, optimizer)
         if features is not None:
-            self.memories['train'].update(features, labels)
-        return {'loss_train': loss.item()}
+            self.memories[subset].update(features, labels)
+        return {f'loss_{subset}': loss.item()}
+
+    def model_step(self, imgs: Tensor, labels: Tensor) -> Dict[str, float]:
+        """Update the model weights on a search-train batch, then ``C_tr``."""
+        return self._step(imgs, labels, 'train', self.optimizer)
 
     def architecture_step(self, imgs: Tensor, labels: Tensor) -> Dict[str, float]:
-        """Update alpha on a search-valid batch (then ``C_val``)."""
-        loss, features = self._loss(imgs, labels, 'valid')
-        _descend(loss, self.arch_optimizer)
-        if features is not None:
-            self.memories['valid'].update(features, labels)
-        return {'loss_valid': loss.item()}
+        """Update alpha on a search-valid batch, then ``C_val``."""
+        return self._step(imgs, labels, 'valid', self.arch_optimizer)
 
     def _batch(self, data: dict) -> Tuple[Tensor, Tensor]:
         imgs, pids = self.parse_data_for_train(data)
