@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from msinet_reid import MSINet, parse_genotype
 from msinet_reid.genotypes import load_genotype, save_genotype
@@ -138,8 +137,9 @@ def test_supernet_parameters_genotype_and_state():
     supernet = MSINetSupernet(num_classes=10)
     arch, weights = supernet.arch_parameters(), list(supernet.weight_parameters())
     assert len(arch) == 12 and all(a.shape == (len(INTERACTIONS),) for a in arch)
-    assert {id(p) for p in arch} | {id(p) for p in weights} == {id(p) for p in supernet.parameters()}
-    assert not {id(p) for p in arch} & {id(p) for p in weights}
+    arch_ids, weight_ids = {id(p) for p in arch}, {id(p) for p in weights}
+    assert arch_ids | weight_ids == {id(p) for p in supernet.parameters()}
+    assert not arch_ids & weight_ids
     state = supernet.state_dict()
     assert sum(key.endswith('.alpha') for key in state) == 12
     with torch.no_grad():
