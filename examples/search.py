@@ -113,12 +113,8 @@ def main(argv: Optional[List[str]] = None) -> Path:
     if args.train_epochs > 0:
         train(args, datamanager, genotype_file)
     else:
-        print(f'To train it, add --train-epochs 350 to this command (with --resume '
-              f'{args.save_dir / "search_checkpoint.pth"} the search is not repeated), or:\n'
-              f"    msinet_reid.register_genotype('my_msinet', "
-              f"msinet_reid.genotypes.load_genotype('{genotype_file}'))\n"
-              f"    model = torchreid.models.build_model('my_msinet', num_classes, "
-              f"loss='triplet', pretrained=False)")
+        print(f'=> Or add --train-epochs 350 to this command (with --resume '
+              f'{args.save_dir / "search_checkpoint.pth"} the search is not repeated)')
     return genotype_file
 
 

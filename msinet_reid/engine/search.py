@@ -324,9 +324,10 @@ class TCMSearchEngine(engine.Engine):
         if self.writer is not None:
             for name, meter in self._epoch_losses.meters.items():
                 self.writer.add_scalar(f'Search/{name}', meter.avg, self.epoch)
-            for index, row in enumerate(weights):
-                self.writer.add_scalars(f'Search/alpha_softmax/{index + 1:02d}', dict(
-                    zip(self.model.ops, row.tolist())), self.epoch)
+            for index, row in enumerate(weights.tolist()):
+                for op, weight in zip(self.model.ops, row):
+                    self.writer.add_scalar(f'Search/alpha_softmax/{index + 1:02d}/{op}',
+                                           weight, self.epoch)
             self.writer.add_text('Search/genotype', ' '.join(genotype), self.epoch)
         save_genotype(
             self.save_dir / GENOTYPE_FILE, genotype, epoch=self.epoch + 1,
