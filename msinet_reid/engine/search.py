@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from .._torchreid import data, engine, utils
 from ..atomic import PathLike, atomic_write
@@ -231,9 +232,9 @@ class TCMSearchEngine(engine.Engine):
         """Fill ``C_tr`` and ``C_val`` with the identity centroids of the supernet's features."""
         if self.memories is not None:
             for subset, items in (('train', self.split.train), ('valid', self.split.valid)):
-                print(f'=> Initialising the search-{subset} memory with the identity centroids '
-                      f'of {len(items)} images')
-                loader = self._loader(items, self.datamanager.transform_te)
+                loader = tqdm(self._loader(items, self.datamanager.transform_te),
+                              desc=f'=> Search-{subset} memory: centroids of {len(items)} images',
+                              unit='batch')
                 features, labels, _ = extract_features(self.model, loader, self.device)
                 self.memories[subset].initialise(features.to(self.device),
                                                  torch.as_tensor(labels, device=self.device))
