@@ -19,6 +19,14 @@ from .registry import register_model
 
 LOSSES = ('softmax', 'triplet')
 
+InteractionFactory = Callable[[str, int], nn.Module]
+"""Builds an interaction module from a genotype token and the branch width."""
+
+
+def build_interaction(op: str, channels: int) -> nn.Module:
+    """The interaction module a genotype token names (the default ``InteractionFactory``)."""
+    return INTERACTIONS[op](channels)
+
 # ImageNet-pretrained MSINet published by the paper's authors (reference layout).
 MSINET_IMAGENET = PretrainedWeights(
     filename='msinet_msmt.pth.tar',
@@ -31,12 +39,14 @@ class MSICell(nn.Module):
     """Multi-Scale Interaction cell (paper Fig. 2).
 
     Two branches of a 1x1 reduction and light 3x3 convolutions at depths 1 and 3 (scale
-    ratio 3:1), interacting twice, fused by a sum and added to the input.
+    ratio 3:1), interacting twice, fused by a sum and added to the input. ``interaction``
+    builds the two interaction modules (the architecture search plugs in mixed ones).
     """
 
     def __init__(
         self, in_channels: int, out_channels: int, ops: Sequence[str],
         bottleneck: int = 4, depths: Tuple[int, int] = (1, 3),
+        interaction: InteractionFactory = build_interaction,
     ) -> None:
         super().__init__()
         mid = out_channels // bottleneck
@@ -44,10 +54,10 @@ class MSICell(nn.Module):
         self.conv1b = ConvBnAct(in_channels, mid)
         self.conv2a = light_conv_stack(mid, depths[0])
         self.conv2b = light_conv_stack(mid, depths[1])
-        self._op2 = INTERACTIONS[ops[0]](mid)
+        self._op2 = interaction(ops[0], mid)
         self.conv3a = light_conv_stack(mid, depths[0])
         self.conv3b = light_conv_stack(mid, depths[1])
-        self._op3 = INTERACTIONS[ops[1]](mid)
+        self._op3 = interaction(ops[1], mid)
         self.conv4a = ConvBnAct(mid, out_channels, act=False)
         self.conv4b = ConvBnAct(mid, out_channels, act=False)
         self.downsample = (
@@ -76,6 +86,7 @@ class MSINet(nn.Module):
         loss: ``'softmax'`` or ``'triplet'``; selects the train-mode outputs.
         sam: add the Spatial Alignment Module's parameters (training-only).
         channels: stem width, then the output width of each of the three stages.
+        interaction: builds each interaction module from its genotype token and width.
 
     Outputs follow torchreid's contract:
 
@@ -99,6 +110,7 @@ class MSINet(nn.Module):
         self, num_classes: int, genotype: Union[str, Sequence[str]] = 'msinet',
         loss: str = 'softmax', sam: bool = False,
         channels: Sequence[int] = (64, 256, 384, 512),
+        interaction: InteractionFactory = build_interaction,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -112,8 +124,9 @@ class MSINet(nn.Module):
         self.cells = nn.ModuleList()
         ops = iter(self.genotype)
         for stage, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
-            self.cells.append(MSICell(c_in, c_out, (next(ops), next(ops))))
-            self.cells.append(MSICell(c_out, c_out, (next(ops), next(ops))))
+            for width in (c_in, c_out):
+                self.cells.append(
+                    MSICell(width, c_out, (next(ops), next(ops)), interaction=interaction))
             if stage < 2:
                 self.cells.append(_transition(c_out))
         # Stage-2 output (after its transition) feeds the part head.
@@ -273,6 +286,6 @@ def register_genotype(name: str, genotype: Union[str, Sequence[str]]) -> Callabl
 
 
 __all__ = [
-    'GENOTYPES', 'LOSSES', 'MSICell', 'MSINET_IMAGENET', 'MSINet', 'msinet', 'msinet_s',
-    'msinet_sam', 'msinet_vr', 'register_genotype',
+    'GENOTYPES', 'InteractionFactory', 'LOSSES', 'MSICell', 'MSINET_IMAGENET', 'MSINet',
+    'msinet', 'msinet_s', 'msinet_sam', 'msinet_vr', 'build_interaction', 'register_genotype',
 ]

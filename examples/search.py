@@ -1,0 +1,122 @@
+"""Search MSINet's interactions with the Twins Contrastive Mechanism, then train the result.
+
+The defaults are the paper's (sec. 4.2, supplementary sec. 8): 350 epochs, SGD lr 0.025
+with 10 warm-up epochs, Adam lr 0.002 on alpha, decays at 150/225/300, batches of 64 =
+16 identities x 4 images, random flip/crop/erasing, train/valid identity ratios 60%-80%.
+
+    # MSMT17 (the paper's MSINet), VeRi-776 (MSINet-VR), Market-1501
+    python examples/search.py --root ~/datasets --dataset msmt17 --device cuda
+    python examples/search.py --root ~/datasets --dataset veri --device cuda
+    # Table 9 / Fig. 5(a) variants
+    python examples/search.py --root ~/datasets --ratios 50 50
+    python examples/search.py --root ~/datasets --scheme ce_overlap
+    # continue an interrupted search
+    python examples/search.py --root ~/datasets --resume log/search/msmt17/search_checkpoint.pth
+
+The genotype lands in ``<save-dir>/genotype.json``; ``--train-epochs N`` then trains it
+with torchreid's triplet engine (cross-entropy + triplet, SGD lr 0.065, the same schedule).
+VeRi-776 needs the ``veri`` torchreid dataset that msinet_reid registers on import.
+"""
+import argparse
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+import msinet_reid
+from msinet_reid._torchreid import data, engine, models, utils
+from msinet_reid.engine import TCMSearchEngine, build_search_optimizers
+from msinet_reid.engine.search import GENOTYPE_FILE, PAPER_EPOCHS
+from msinet_reid.genotypes import load_genotype
+from msinet_reid.optim import WarmupMultiStepLR
+from msinet_reid.search import SCHEMES, MSINetSupernet
+
+# Paper sec. 4.2: persons at 256x128, vehicles at 256x256.
+IMAGE_SIZES = {'msmt17': (256, 128), 'market1501': (256, 128), 'veri': (256, 256)}
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--root', required=True, help='folder holding the torchreid datasets')
+    parser.add_argument('--dataset', default='msmt17', choices=sorted(IMAGE_SIZES))
+    parser.add_argument('--epochs', type=int, default=PAPER_EPOCHS, help='search epochs')
+    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--num-instances', type=int, default=4, help='images per identity')
+    parser.add_argument('--ratios', type=float, nargs=2, metavar=('TRAIN', 'VALID'),
+                        help="identity percentages of the two sets; None: the scheme's "
+                             '(tcm: 60 80, the overlap schemes: 100 100)')
+    parser.add_argument('--scheme', default='tcm', choices=sorted(SCHEMES))
+    parser.add_argument('--lr', type=float, default=0.025, help='SGD lr of the weights')
+    parser.add_argument('--arch-lr', type=float, default=0.002, help='Adam lr of alpha')
+    parser.add_argument('--height', type=int, help='None: 256')
+    parser.add_argument('--width', type=int, help='None: 128 for persons, 256 for vehicles')
+    parser.add_argument('--resume', help='search_checkpoint.pth of a search to continue')
+    parser.add_argument('--save-dir', help='None: log/search/<dataset>')
+    parser.add_argument('--eval-freq', type=int, default=50, help='evaluate every N epochs')
+    parser.add_argument('--print-freq', type=int, default=100)
+    parser.add_argument('--train-epochs', type=int, default=0,
+                        help='then train the found genotype for N epochs (0: only print how)')
+    parser.add_argument('--workers', type=int, default=4)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    args = parser.parse_args(argv)
+    default_height, default_width = IMAGE_SIZES[args.dataset]
+    args.height = args.height or default_height
+    args.width = args.width or default_width
+    args.save_dir = Path(args.save_dir or Path('log') / 'search' / args.dataset)
+    return args
+
+
+def search(args: argparse.Namespace, datamanager) -> Path:
+    use_gpu = args.device.startswith('cuda')
+    model = MSINetSupernet(datamanager.num_train_pids).to(args.device)
+    searcher = TCMSearchEngine(
+        datamanager, model, *build_search_optimizers(model, args.epochs, args.lr, args.arch_lr),
+        scheme=args.scheme, ratios=args.ratios, seed=args.seed,
+        num_instances=args.num_instances, use_gpu=use_gpu,
+    )
+    start_epoch = searcher.resume(args.resume) if args.resume else 0
+    searcher.run(save_dir=str(args.save_dir), max_epoch=args.epochs, start_epoch=start_epoch,
+                 eval_freq=args.eval_freq, print_freq=args.print_freq)
+    return args.save_dir / GENOTYPE_FILE
+
+
+def train(args: argparse.Namespace, datamanager, genotype_file: Path) -> None:
+    """Train the found genotype from scratch with the paper's recipe, scaled to the epochs."""
+    name = 'msinet_searched'
+    msinet_reid.register_genotype(name, load_genotype(genotype_file))
+    model = models.build_model(name, datamanager.num_train_pids, loss='triplet',
+                               pretrained=False).to(args.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.065, momentum=0.9, weight_decay=5e-4)
+    scale = args.train_epochs / PAPER_EPOCHS
+    scheduler = WarmupMultiStepLR(optimizer, [round(e * scale) for e in (150, 225, 300)],
+                                  warmup_epochs=round(10 * scale))
+    trainer = engine.ImageTripletEngine(datamanager, model, optimizer, margin=0.3,
+                                        scheduler=scheduler,
+                                        use_gpu=args.device.startswith('cuda'))
+    trainer.run(save_dir=str(args.save_dir / 'train'), max_epoch=args.train_epochs,
+                eval_freq=args.eval_freq, print_freq=args.print_freq)
+
+
+def main(argv: Optional[List[str]] = None) -> Path:
+    args = parse_args(argv)
+    utils.set_random_seed(args.seed)
+    datamanager = data.ImageDataManager(
+        root=args.root, sources=args.dataset, height=args.height, width=args.width,
+        transforms=['random_flip', 'random_crop', 'random_erase'],
+        batch_size_train=args.batch_size, batch_size_test=128,
+        num_instances=args.num_instances, train_sampler='RandomIdentitySampler',
+        workers=args.workers, use_gpu=args.device.startswith('cuda'),
+    )
+    genotype_file = search(args, datamanager)
+    if args.train_epochs > 0:
+        train(args, datamanager, genotype_file)
+    else:
+        print(f'=> Or add --train-epochs 350 to this command (with --resume '
+              f'{args.save_dir / "search_checkpoint.pth"} the search is not repeated)')
+    return genotype_file
+
+
+if __name__ == '__main__':
+    main()
