@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from .. import distributed
 from .._torchreid import engine as torchreid_engine
-from ..checkpoint import save_atomic
+from ..atomic import atomic_write
 from ..data.samplers import IdentitySampler
 
 
@@ -79,11 +79,13 @@ class DistributedEngine(torchreid_engine.Engine):
         if self.dist.is_main:
             for name in self.get_model_names():
                 folder = Path(save_dir) / name
-                path = save_atomic(self.checkpoint_state(name, epoch, rank1),
-                                   folder / f'model.pth.tar-{epoch + 1}')
-                print(f'Checkpoint saved to "{path}"')
+                state = self.checkpoint_state(name, epoch, rank1)
+                paths = [folder / f'model.pth.tar-{epoch + 1}']
                 if is_best:
-                    save_atomic(torch.load(path, weights_only=False), folder / 'model-best.pth.tar')
+                    paths.append(folder / 'model-best.pth.tar')
+                for path in paths:
+                    atomic_write(path, lambda tmp: torch.save(state, tmp))
+                print(f'Checkpoint saved to "{paths[0]}"')
         distributed.barrier()
 
     def checkpoint_state(self, name: str, epoch: int, rank1: float) -> dict:
