@@ -109,3 +109,24 @@ def all_gather_with_grad(tensor: Tensor) -> Tensor:
     gathered = list(all_gather(tensor.detach()).chunk(get_world_size()))
     gathered[get_rank()] = tensor
     return torch.cat(gathered)
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Give every process rank 0's parameters and buffers."""
+    if is_distributed():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def average_gradients(params) -> None:
+    """Average the gradients of ``params`` over all processes, in place.
+
+    What DDP does inside ``backward``, for updates that DDP's reducer cannot follow: the
+    search's alternating steps each backpropagate into only part of the parameters.
+    """
+    if is_distributed():
+        world_size = get_world_size()
+        for param in params:
+            if param.grad is not None:
+                dist.all_reduce(param.grad)
+                param.grad.div_(world_size)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import msinet_reid  # noqa: F401
+from msinet_reid import distributed
 from msinet_reid.data import make_market1501
 from msinet_reid.engine.base import DistributedEngine
 from torchreid import data as reid_data
@@ -101,3 +102,46 @@ def test_bnneck_shifts_stay_frozen_through_torchreids_epochs(root, tmp_path):
     frozen = {name for name, p in engine.model.named_parameters() if not p.requires_grad}
     assert frozen == {'head.bias', 'f_head.bias'}
     assert torch.count_nonzero(engine.model.head.bias) == 0
+
+
+def _search_job(info, root, out):
+    from msinet_reid._torchreid import utils
+    from msinet_reid.engine import TCMSearchEngine, build_search_optimizers
+    from msinet_reid.search import MSINetSupernet
+
+    manager = reid_data.ImageDataManager(
+        root=str(root), sources='market1501', height=64, width=32, transforms=['random_flip'],
+        batch_size_train=GLOBAL_BATCH, num_instances=2, train_sampler='RandomIdentitySampler',
+        workers=0, batch_size_test=16)
+    utils.set_random_seed(info.rank)  # different initial weights: rank 0's are broadcast
+    model = MSINetSupernet(manager.num_train_pids)
+    search = TCMSearchEngine(manager, model, *build_search_optimizers(model, max_epoch=1),
+                             use_gpu=False)
+    checks = []
+
+    def state():
+        return torch.cat([*(a.detach().flatten() for a in model.arch_parameters()),
+                          *(m.features.flatten() for m in search.memories.values()),
+                          *(p.detach().flatten() for p in model.weight_parameters())])
+
+    def synchronised_step(data):
+        summary = TCMSearchEngine.forward_backward(search, data)
+        gathered = distributed.all_gather(state()[None])
+        checks.append(torch.equal(gathered[0], gathered[1]))
+        return summary
+
+    search.forward_backward = synchronised_step
+    search.run(save_dir=str(out / 'search'), max_epoch=1, print_freq=100)
+    (out / f'search-{info.rank}.json').write_text(json.dumps(
+        {'checks': checks, 'local_batch': search.train_loader.batch_size}))
+
+
+def test_search_keeps_alpha_weights_and_memories_identical_on_every_process(root, tmp_path):
+    run_distributed(_search_job, root, tmp_path)
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f'search-{rank}.json').read_text())
+        assert result['local_batch'] == GLOBAL_BATCH // 2
+        assert len(result['checks']) >= 2 and all(result['checks'])
+    # Rank 0 alone wrote the genotype and the checkpoint.
+    assert sorted(p.name for p in (tmp_path / 'search').iterdir() if not p.name.startswith(
+        'events')) == ['genotype.json', 'search_checkpoint.pth']

@@ -126,14 +126,12 @@ def shard_train_loader(loader: DataLoader, seed: int) -> DataLoader:
 
 
 def _silent_print(*args, **kwargs) -> None:
-    pass
+    """Does nothing: ``print`` and writer methods on processes other than rank 0."""
 
 
 class _NullWriter:
-    """Stands in for TensorBoard's writer on processes other than rank 0."""
+    """Stands in for TensorBoard's writer on processes other than rank 0: every method
+    (``add_scalar``, ``add_text``, ``close``, ...) does nothing."""
 
-    def add_scalar(self, *args, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    def __getattr__(self, name: str):
+        return _silent_print

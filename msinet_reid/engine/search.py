@@ -11,8 +11,10 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .._torchreid import data, engine, utils
+from .. import distributed
+from .._torchreid import utils
 from ..atomic import PathLike, atomic_write
+from ..data.samplers import IdentitySampler
 from ..evaluation import extract_features
 from ..genotypes import save_genotype
 from ..models.supernet import MSINetSupernet
@@ -20,6 +22,7 @@ from ..optim import WarmupMultiStepLR
 from ..search.memory import IdentityMemory
 from ..search.scheme import get_scheme
 from ..search.split import Item, check_ratios, split_identities
+from .base import DistributedEngine
 
 CHECKPOINT_FILE = 'search_checkpoint.pth'
 GENOTYPE_FILE = 'genotype.json'
@@ -69,7 +72,7 @@ class _SearchImages(Dataset):
 
 
 def _descend(loss: Tensor, optimizer: Optimizer) -> None:
-    """One step of ``optimizer`` on ``loss``.
+    """One step of ``optimizer`` on ``loss``, with gradients averaged over processes.
 
     Gradients are computed for the optimiser's own parameters only, so the weight step
     and the architecture step never see each other's gradients.
@@ -77,6 +80,7 @@ def _descend(loss: Tensor, optimizer: Optimizer) -> None:
     params = [p for group in optimizer.param_groups for p in group['params'] if p.requires_grad]
     optimizer.zero_grad(set_to_none=True)
     loss.backward(inputs=params)
+    distributed.average_gradients(params)
     optimizer.step()
 
 
@@ -99,13 +103,14 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
-class TCMSearchEngine(engine.Engine):
+class TCMSearchEngine(DistributedEngine):
     """Differentiable search of MSINet's interactions with the Twins Contrastive Mechanism.
 
     The data manager's training identities are split into search-train and
     search-validation sets (``ratios`` in percent, see ``split_identities``), each sampled
-    identity-balanced by torchreid's ``RandomIdentitySampler`` (the data manager's batch
-    size, ``num_instances`` images per identity, its train transforms). Each iteration:
+    identity-balanced by :class:`~msinet_reid.data.samplers.IdentitySampler` (the data
+    manager's batch size, ``num_instances`` images per identity, its train transforms).
+    Each iteration:
 
     1. model step: ``optimizer`` (on ``model.weight_parameters()``) on a search-train
        batch, against memory ``C_tr`` (eq. 2), then ``C_tr``'s momentum update (eq. 3);
@@ -118,6 +123,12 @@ class TCMSearchEngine(engine.Engine):
     (also to TensorBoard), writes the genotype to ``<save_dir>/genotype.json`` and the
     whole search state to ``<save_dir>/search_checkpoint.pth`` (atomically); ``resume``
     continues from it exactly. Evaluation of the supernet follows ``run(eval_freq=...)``.
+
+    Under ``torchrun`` each process takes its share of every global batch; the gradients
+    of each step are averaged over processes (DDP's reducer cannot follow steps that each
+    backpropagate into part of the parameters), and the memories are updated with the
+    features of all processes, so every process holds the same weights, alpha and
+    memories. Rank 0 alone prints and writes the genotype and checkpoints.
 
     Args:
         datamanager: torchreid ``ImageDataManager``; its train set is split.
@@ -147,7 +158,8 @@ class TCMSearchEngine(engine.Engine):
         num_instances: Optional[int] = None, temperature: float = 0.05, momentum: float = 0.2,
         use_gpu: bool = True,
     ) -> None:
-        super().__init__(datamanager, use_gpu)
+        super().__init__(datamanager, use_gpu, seed)
+        distributed.broadcast_module(model)
         self.model = model
         self.optimizer, self.scheduler = optimizer, scheduler
         self.arch_optimizer, self.arch_scheduler = arch_optimizer, arch_scheduler
@@ -215,13 +227,16 @@ class TCMSearchEngine(engine.Engine):
                 f'the {name} set has {num_ids} identities, but a batch of {base.batch_size} '
                 f'with {num_instances} images per identity needs {ids_per_batch}; lower '
                 f'batch_size_train, or use more identities or other split ratios')
-        sampler = data.sampler.RandomIdentitySampler(items, base.batch_size, num_instances)
+        sampler = IdentitySampler(items, base.batch_size, num_instances, self.seed,
+                                  num_replicas=self.dist.world_size, rank=self.dist.rank)
         return self._loader(items, self.datamanager.transform_tr, sampler)
 
-    def _loader(self, items: Sequence[Item], transform, sampler=None) -> DataLoader:
+    def _loader(self, items: Sequence[Item], transform,
+                sampler: Optional[IdentitySampler] = None) -> DataLoader:
         base = self.datamanager.train_loader
         return DataLoader(
-            _SearchImages(items, transform), batch_size=base.batch_size, sampler=sampler,
+            _SearchImages(items, transform), sampler=sampler,
+            batch_size=base.batch_size if sampler is None else sampler.local_batch_size,
             num_workers=base.num_workers, pin_memory=base.pin_memory,
             drop_last=sampler is not None,
         )
@@ -253,8 +268,9 @@ class TCMSearchEngine(engine.Engine):
               optimizer: Optimizer) -> Dict[str, float]:
         loss, features = self._loss(imgs, labels, subset)
         _descend(loss, optimizer)
-        if features is not None:
-            self.memories[subset].update(features, labels)
+        if features is not None:  # every process memorises the whole global batch
+            self.memories[subset].update(distributed.all_gather(features.detach()),
+                                         distributed.all_gather(labels))
         return {f'loss_{subset}': loss.item()}
 
     def model_step(self, imgs: Tensor, labels: Tensor) -> Dict[str, float]:
@@ -298,6 +314,7 @@ class TCMSearchEngine(engine.Engine):
             self.initialise_memories()
         # A fresh pass over the validation set each epoch: epochs are self-contained,
         # which is what lets a resumed search repeat the uninterrupted one.
+        self.valid_loader.sampler.set_epoch(self.epoch)
         self._valid_batches = iter(self.valid_loader)
         self._epoch_losses = utils.MetricMeter()
         super().train(print_freq=print_freq, fixbase_epoch=fixbase_epoch,
@@ -330,11 +347,12 @@ class TCMSearchEngine(engine.Engine):
                     self.writer.add_scalar(f'Search/alpha_softmax/{index + 1:02d}/{op}',
                                            weight, self.epoch)
             self.writer.add_text('Search/genotype', ' '.join(genotype), self.epoch)
-        save_genotype(
-            self.save_dir / GENOTYPE_FILE, genotype, epoch=self.epoch + 1,
-            max_epoch=self.max_epoch, scheme=self.scheme_name, ratios=list(self.ratios),
-            seed=self.seed, ops=list(self.model.ops), alpha_softmax=weights.tolist(),
-        )
+        if self.dist.is_main:
+            save_genotype(
+                self.save_dir / GENOTYPE_FILE, genotype, epoch=self.epoch + 1,
+                max_epoch=self.max_epoch, scheme=self.scheme_name, ratios=list(self.ratios),
+                seed=self.seed, ops=list(self.model.ops), alpha_softmax=weights.tolist(),
+            )
         self.save_model(self.epoch, None, self.save_dir)
 
     def _format_weights(self, weights: Tensor) -> str:
@@ -345,7 +363,10 @@ class TCMSearchEngine(engine.Engine):
 
     # -------------------------------------------------------------- checkpoints
     def save_model(self, epoch: int, rank1, save_dir: PathLike, is_best: bool = False) -> None:
-        """Write the whole search state to ``<save_dir>/search_checkpoint.pth`` atomically."""
+        """Write the whole search state to ``<save_dir>/search_checkpoint.pth`` atomically
+        (rank 0; the other processes hold the same state)."""
+        if not self.dist.is_main:
+            return
         state = {
             'epoch': epoch + 1,
             'rank1': None if rank1 is None else float(rank1),
