@@ -16,8 +16,10 @@ encoders meet are written below as stand-ins that follow their contracts:
   (source then target, ``n`` each) and returns ``(cat(source, target, mixed), ratios)``
   with ``ratios`` of shape ``(n, 2)``, rows summing to one.
 """
+import importlib.util
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +31,7 @@ from msinet_reid.integrations import (
 )
 from msinet_reid.models import MSINet
 
+LAUNCHER = Path(__file__).resolve().parents[1] / 'examples' / 'run_with_msinet.py'
 N, HEIGHT, WIDTH = 2, 64, 32  # n images per domain; MSINet's smallest input height
 SPCL_KWARGS = dict(pretrained=False, cut_at_pooling=False, num_features=0, norm=False,
                    dropout=0, num_classes=0)
@@ -356,3 +359,28 @@ def test_naive_index_names_would_misfire():
     hit = {name for name, m in model.cells.named_modules()
            if isinstance(m, DomainBN) and m.ways == 3}
     assert any(not name.startswith('3.') for name in hit)
+
+
+def test_launcher_registers_into_the_projects_factory(tmp_path, monkeypatch, capsys):
+    """examples/run_with_msinet.py runs a SpCL-style script with MSINet in its factory."""
+    package = tmp_path / 'fakereid' / 'models'
+    package.mkdir(parents=True)
+    (tmp_path / 'fakereid' / '__init__.py').write_text('')
+    (package / '__init__.py').write_text(
+        '__factory = {"resnet50": dict}\n'
+        'def create(name, *args, **kwargs):\n'
+        '    return __factory[name](*args, **kwargs)\n')
+    script = tmp_path / 'train.py'
+    script.write_text(
+        'import sys\n'
+        'from fakereid import models\n'
+        'model = models.create(sys.argv[1], pretrained=False, num_features=0, norm=True)\n'
+        'print(type(model).__name__, model.num_features)\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, 'argv', list(sys.argv))
+    monkeypatch.setattr(sys, 'path', list(sys.path))
+    spec = importlib.util.spec_from_file_location('run_with_msinet', LAUNCHER)
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
+    launcher.main(['fakereid', str(script), 'msinet'])
+    assert capsys.readouterr().out == 'MSINetEncoder 768\n'
