@@ -72,8 +72,9 @@ class DomainBN(nn.Module):
 
 
 def convert_dsbn(model):
-    """SpCL's ``convert_dsbn``."""
+    """SpCL's ``convert_dsbn``; its CPU check needs every container to hold parameters."""
     for name, child in model.named_children():
+        assert not next(model.parameters()).is_cuda
         if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
             setattr(model, name, DomainBN(child, 2))
         else:
@@ -83,6 +84,7 @@ def convert_dsbn(model):
 def convert_dsbn_idm(model, mixup_bn_names, idm=False):
     """IDM's ``convert_dsbn_idm``."""
     for name, child in model.named_children():
+        assert not next(model.parameters()).is_cuda
         flag = idm or any(token in name for token in mixup_bn_names)
         if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
             setattr(model, name, DomainBN(child, 3 if flag else 2))
