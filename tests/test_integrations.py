@@ -386,3 +386,8 @@ def test_launcher_registers_into_the_projects_factory(tmp_path, monkeypatch, cap
     spec.loader.exec_module(launcher)
     launcher.main(['fakereid', str(script), 'msinet'])
     assert capsys.readouterr().out == 'MSINetEncoder 768\n'
+
+
+def test_unknown_arch():
+    with pytest.raises(KeyError, match="unknown MSINet 'resnet50': use one of .*msinet_vr"):
+        MSINetEncoder('resnet50', pretrained=False)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._torchreid import model_factory
-from ..models import MSICell, MSINet
+from ..models import MSICell, MSINet, list_models
 from ..weights import PathLike
 
 # MSINet's torchreid-specific heads, replaced by the encoder's own feat/feat_bn/classifier.
@@ -38,7 +38,7 @@ def _group_stages(body: MSINet) -> Tuple[List[nn.Sequential], int]:
     last = len(body.cells) - 1
     for index, cell in enumerate(body.cells):
         current.append(cell)
-        if not isinstance(cell, MSICell) or index == last:  # a transition closes a stage
+        if not isinstance(cell, MSICell) or index == last:  # a transition ends a stage
             if index == body.part_source:
                 part_stage = len(stages)
             stages.append(nn.Sequential(*current))
@@ -60,13 +60,11 @@ def build_body(arch: str = 'msinet', pretrained: bool = True,
     where MSINet's index names would misfire (``'3'`` is part of ``conv3a``).
     ``featuremaps`` and ``part_features`` work as before.
     """
-    factory = model_factory()
-    if arch not in factory:
-        raise KeyError(f'unknown MSINet {arch!r}; registered: {", ".join(sorted(factory))}')
+    if arch not in list_models():
+        raise KeyError(f'unknown MSINet {arch!r}: use one of {", ".join(list_models())}, '
+                       f'or register a genotype with msinet_reid.register_genotype')
     kwargs = {} if pretrained_path is None else {'pretrained_path': pretrained_path}
-    body = factory[arch](num_classes=1, pretrained=pretrained, **kwargs)
-    if not isinstance(body, MSINet):
-        raise TypeError(f'{arch!r} builds a {type(body).__name__}, not an MSINet')
+    body = model_factory()[arch](num_classes=1, pretrained=pretrained, **kwargs)
     for name in _TORCHREID_HEADS:
         setattr(body, name, None)
     stages, part_stage = _group_stages(body)
