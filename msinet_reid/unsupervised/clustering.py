@@ -27,6 +27,10 @@ def jaccard_distance(features: Tensor, k1: int = 20, k2: int = 6) -> np.ndarray:
     query expansion); two images are close when their encodings overlap. Returns an
     ``(N, N)`` float32 array in ``[0, 1]`` with a zero diagonal. Memory is ``O(N^2)``.
 
+    ``k1`` counts neighbours besides the image itself, as the paper and torchreid's
+    ``re_ranking`` do; SpCL's faiss version counts the image among its ``k1``, so its
+    results equal these with its ``k1`` one larger than here.
+
     Example::
 
         >>> distance = jaccard_distance(torch.randn(100, 768), k1=20, k2=6)
