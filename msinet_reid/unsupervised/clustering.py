@@ -28,8 +28,8 @@ def jaccard_distance(features: Tensor, k1: int = 20, k2: int = 6) -> np.ndarray:
     ``(N, N)`` float32 array in ``[0, 1]`` with a zero diagonal. Memory is ``O(N^2)``.
 
     ``k1`` counts neighbours besides the image itself, as the paper and torchreid's
-    ``re_ranking`` do; SpCL's faiss version counts the image among its ``k1``, so its
-    results equal these with its ``k1`` one larger than here.
+    ``re_ranking`` do (SpCL's faiss version searches ``k1`` images including the image
+    itself: one neighbour fewer).
 
     Example::
 
