@@ -49,7 +49,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add('--step-size', type=int, default=20, help='epochs between x0.1 steps of the lr')
     add('--eps', type=float, default=0.6, help='DBSCAN radius on the Jaccard distance')
     add('--min-samples', type=int, default=4, help='DBSCAN core-point neighbours')
-    add('--k1', type=int, default=20, help='k-reciprocal neighbours')
+    add('--k1', type=int, default=6,
+        help='k-reciprocal neighbours (about the images per identity; 30 on Market-1501)')
     add('--k2', type=int, default=6, help='neighbours for local query expansion')
     add('--temperature', type=float, default=0.05)
     add('--momentum', type=float, default=0.2, help='centroid momentum')
