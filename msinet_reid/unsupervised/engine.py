@@ -1,0 +1,115 @@
+"""Cluster Contrast unsupervised training as a torchreid Engine."""
+import copy
+from typing import Dict
+
+import torch
+from torch.utils.data import DataLoader
+
+from .._torchreid import data as reid_data
+from .._torchreid import engine as reid_engine
+from ..evaluation import extract_features
+from .clustering import cluster_pseudo_labels
+from .memory import ClusterMemory
+
+
+def _reading(dataset, items: list, transform):
+    """A shallow copy of torchreid image dataset ``dataset`` that reads ``items`` instead."""
+    view = copy.copy(dataset)
+    view.data = items
+    view.transform = transform
+    return view
+
+
+class ClusterContrastEngine(reid_engine.Engine):
+    """Unsupervised training by Cluster Contrast (Dai et al., 2021) in torchreid's Engine.
+
+    Each epoch starts by clustering the training images, whose identities are never
+    read: eval-mode features, k-reciprocal Jaccard distance, DBSCAN. The clustered
+    images, their cluster as identity, are that epoch's training set (identity-balanced
+    batches of ``num_instances`` images per cluster); the un-clustered sit it out. The
+    cluster centroids form a :class:`ClusterMemory`, which gives the loss and follows the
+    batch features with momentum.
+
+    ``model`` must return L2-normalisable embeddings in train mode, e.g.
+    ``MSINetEncoder(norm=True)`` from :mod:`msinet_reid.integrations`. Everything else
+    (``run``, progress, testing, checkpoints) is torchreid's.
+
+    Example::
+
+        >>> model = MSINetEncoder('msinet', pretrained=True, norm=True)
+        >>> engine = ClusterContrastEngine(datamanager, model, optimizer, scheduler)
+        >>> engine.run(save_dir='log/cc', max_epoch=50)
+    """
+
+    def __init__(
+        self, datamanager, model, optimizer, scheduler=None, use_gpu: bool = True,
+        eps: float = 0.6, min_samples: int = 4, k1: int = 30, k2: int = 6,
+        temperature: float = 0.05, momentum: float = 0.2, num_instances: int = 4,
+    ) -> None:
+        super().__init__(datamanager, use_gpu)
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.register_model('model', model, optimizer, scheduler)
+        self.clustering = dict(eps=eps, min_samples=min_samples, k1=k1, k2=k2)
+        self.temperature = temperature
+        self.momentum = momentum
+        self.num_instances = num_instances
+        self.memory = None
+        loader = datamanager.train_loader
+        self.train_set, self.batch_size, self.workers = (
+            loader.dataset, loader.batch_size, loader.num_workers)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device('cuda' if self.use_gpu else 'cpu')
+
+    def train(self, *args, **kwargs) -> None:
+        self.recluster()
+        super().train(*args, **kwargs)
+
+    def recluster(self) -> Dict[str, int]:
+        """Pseudo-label the training images; new train loader and memory. Returns counts."""
+        items = self.train_set.train
+        loader = DataLoader(
+            _reading(self.train_set, items, self.datamanager.transform_te),
+            batch_size=self.batch_size, num_workers=self.workers, shuffle=False)
+        features, _, _ = extract_features(self.model, loader, self.device)
+        labels = cluster_pseudo_labels(features, **self.clustering)
+        num_clusters = int(labels.max()) + 1
+        counts = {'images': len(items), 'clusters': num_clusters,
+                  'outliers': int((labels < 0).sum())}
+        print(f'=> Clustering: {counts["clusters"]} clusters from {counts["images"]} images, '
+              f'{counts["outliers"]} left out')
+        needed = self.batch_size // self.num_instances
+        if num_clusters < needed:
+            raise RuntimeError(
+                f'DBSCAN found {num_clusters} clusters, but a batch of {self.batch_size} '
+                f'needs {needed} ({self.num_instances} images each). Raise eps (now '
+                f'{self.clustering["eps"]}), lower min_samples or k1, start from pretrained '
+                f'weights, or use a smaller batch'
+            )
+        pseudo = [(path, int(label), camid, dsetid)
+                  for (path, _, camid, dsetid), label in zip(items, labels) if label >= 0]
+        keep = torch.from_numpy(labels >= 0)
+        # Sums of each cluster's features: the memory normalises them into mean directions.
+        centroids = torch.zeros(num_clusters, features.shape[1]).index_add_(
+            0, torch.from_numpy(labels[labels >= 0]).long(), features[keep])
+        self.memory = ClusterMemory(centroids, self.temperature, self.momentum).to(self.device)
+        self.train_loader = DataLoader(
+            _reading(self.train_set, pseudo, self.train_set.transform),
+            sampler=reid_data.sampler.RandomIdentitySampler(
+                pseudo, self.batch_size, self.num_instances),
+            batch_size=self.batch_size, num_workers=self.workers, drop_last=True,
+            pin_memory=self.use_gpu)
+        return counts
+
+    def forward_backward(self, data: dict) -> Dict[str, float]:
+        images, labels = data['img'], data['pid']
+        if self.use_gpu:
+            images, labels = images.cuda(), labels.cuda()
+        loss = self.memory(self.model(images), labels)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return {'loss': loss.item()}
