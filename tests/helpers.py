@@ -38,3 +38,15 @@ def deterministic_images(batch: int, height: int, width: int) -> torch.Tensor:
     """A fixed batch of images in float64, values in [-1, 1]."""
     n = batch * 3 * height * width
     return torch.cos(torch.arange(n, dtype=torch.float64) * 0.013).view(batch, 3, height, width)
+
+
+def load_script(relative_path: str):
+    """Import a script of the repository (benchmarks/, examples/) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
