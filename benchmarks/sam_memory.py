@@ -8,11 +8,13 @@ the final feature maps of 256x128 persons (16x8 maps) and 256x256 vehicles (16x1
     python benchmarks/sam_memory.py --device cuda   # GPU: torch.cuda.max_memory_allocated
     python benchmarks/sam_memory.py --quick         # tiny sizes, a few seconds
 
-On the CPU each variant runs in a fresh process whose peak resident set size is reset
-(Linux ``/proc/self/clear_refs``) once its inputs exist, so the figure is the extra memory
-the loss needs, autograd's saved tensors and backward included.
+On the CPU (Linux, glibc) each variant runs in a fresh process that returns freed blocks
+to the OS at once and whose peak resident set size is reset (``/proc/self/clear_refs``)
+once its inputs exist, so the figure is the extra memory the loss needs, autograd's
+saved tensors and backward included.
 """
 import argparse
+import ctypes
 import multiprocessing
 import re
 import time
@@ -88,8 +90,21 @@ def _run(variant: str, inputs) -> Result:
     return Result(0, time.perf_counter() - started, loss.item())
 
 
+def _release_freed_memory_to_the_os() -> None:
+    """Serve every block of 64 KiB or more by mmap, so that freeing returns it at once.
+
+    glibc otherwise raises its mmap threshold after large frees and keeps later blocks
+    in its heap, where the resident size shows memory the program no longer uses.
+    """
+    libc = ctypes.CDLL('libc.so.6')
+    m_mmap_threshold = -3
+    if not libc.mallopt(m_mmap_threshold, 64 * 1024):
+        raise RuntimeError('mallopt(M_MMAP_THRESHOLD) failed')
+
+
 def _measure_cpu(variant: str, shape: tuple) -> Result:
     torch.set_num_threads(1)
+    _release_freed_memory_to_the_os()
     _run(variant, _inputs(8, 8, 4, 2, device='cpu'))  # page in the code the variant runs
     inputs = _inputs(*shape, device='cpu')
     with open('/proc/self/clear_refs', 'w') as clear_refs:
