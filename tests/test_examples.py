@@ -1,4 +1,7 @@
 """The example training script, end to end on tiny synthetic Market-1501 data."""
+import re
+from pathlib import Path
+
 import pytest
 
 from msinet_reid.data import make_market1501
@@ -51,3 +54,9 @@ def test_experiments_resolve_to_the_papers_settings():
     assert (experiment.recipe, experiment.source, experiment.target) == (
         'pretrained', 'msmt17', None)
     assert overrides == {'max_epoch': 5, 'lr': 0.01}
+
+
+def test_readme_experiments_exist():
+    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+    named = set(re.findall(r'--experiment (\w+)', readme))
+    assert named and named <= set(train_msinet.EXPERIMENTS)
