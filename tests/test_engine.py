@@ -81,6 +81,8 @@ def test_misuse_is_explained():
         make_engine(build(loss='softmax').train()).forward_backward(batch())
     with pytest.raises(ValueError, match='amp=True needs CUDA'):
         make_engine(build(), amp=True)
+    with pytest.raises(ValueError, match='unknown SAM mode'):
+        make_engine(build('msinet'), sam_mode='all')
     with pytest.raises(ValueError, match='loss weights'):
         make_engine(build(), weight_t=0, weight_x=0)
 

@@ -106,11 +106,13 @@ def test_degenerate_batches_are_finite(labels, maps):
     assert torch.isfinite(maps.grad).all() and torch.isfinite(activation.grad).all()
 
 
-def test_bad_mode_and_missing_self_activation_are_explained():
+def test_misuse_is_explained():
     with pytest.raises(ValueError, match='unknown SAM mode'):
         SpatialAlignLoss('both')
     with pytest.raises(ValueError, match='align_module'):
         SpatialAlignLoss('pos')(torch.rand(2, 4, 2, 2), None, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match='B labels'):
+        SpatialAlignLoss('neg')(torch.rand(2, 4, 2, 2), None, torch.tensor([0, 1, 2]))
 
 
 def test_sam_benchmark_quick_mode():

@@ -91,10 +91,10 @@ class ImageMSINetEngine(engine.Engine):
         self.criterion_x = CrossEntropyLoss(num_classes=datamanager.num_train_pids,
                                             use_gpu=self.use_gpu, label_smooth=label_smooth)
         net = getattr(model, 'module', model)  # DataParallel
+        self.criterion_sa = SpatialAlignLoss(sam_mode)
+        # SAM is on when the model has its module and its loss has a weight.
         self.align_module = getattr(net, 'align_module', None) if weight_sa > 0 else None
-        self.criterion_sa = None
         if self.align_module is not None:
-            self.criterion_sa = SpatialAlignLoss(sam_mode)
             self.final_stage = net.cells[-1]  # its output: the final feature maps
 
     def forward_backward(self, data: dict) -> Dict[str, float]:
@@ -120,7 +120,10 @@ class ImageMSINetEngine(engine.Engine):
             loss = loss + self.weight_x * loss_x
             summary['loss_x'] = loss_x.item()
             summary['acc'] = metrics.accuracy(logits[0], pids)[0].item()
-        if self.criterion_sa is not None:
+        if self.align_module is not None:
+            if len(maps) != 1:  # DataParallel runs the stage once per device
+                raise RuntimeError('the SAM loss needs the whole batch from one forward '
+                                   'pass: train on one device, without DataParallel')
             final = maps[0].float()
             loss_sa = self.criterion_sa(final, self.align_module(final), pids)
             loss = loss + self.weight_sa * loss_sa
@@ -135,7 +138,7 @@ class ImageMSINetEngine(engine.Engine):
     @contextmanager
     def _featuremaps(self) -> Iterator[List[Tensor]]:
         """The final feature maps of the forward pass in the block, when SAM needs them."""
-        if self.criterion_sa is None:
+        if self.align_module is None:
             yield []
         else:
             with _capture_output(self.final_stage) as outputs:

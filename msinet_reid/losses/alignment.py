@@ -31,7 +31,8 @@ DEFAULT_CHUNK_ELEMENTS = 1 << 22
 def mutual_correlation(maps: Tensor, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Tensor:
     """Eq. 7: ``(B, C, H, W)`` feature maps -> ``(B, B, H*W)`` activations ``A[i, j, s]``.
 
-    Anchors are processed in chunks of at most ``chunk_elements`` correlation values.
+    Anchors are processed in chunks of as many as fit in ``chunk_elements`` correlation
+    values (at least one anchor).
 
     Example::
 
@@ -85,6 +86,9 @@ class SpatialAlignLoss(nn.Module):
     def forward(self, maps: Tensor, self_activation: Optional[Tensor], labels: Tensor) -> Tensor:
         """``maps``: ``(B, C, H, W)``; ``self_activation``: ``(B, H*W)`` from the model's
         ``align_module`` (needed by the positive term only); ``labels``: ``(B,)``."""
+        if maps.dim() != 4 or labels.shape != maps.shape[:1]:
+            raise ValueError(f'expected (B, C, H, W) feature maps and B labels, got maps of '
+                             f'shape {tuple(maps.shape)} and labels of shape {tuple(labels.shape)}')
         activation = F.normalize(mutual_correlation(maps, self.chunk_elements), dim=2)
         same = labels[:, None] == labels[None, :]
         loss = activation.new_zeros(())
