@@ -1,8 +1,8 @@
 """The built-in demo: train MSINet on synthetic Market-1501-style data, on the CPU.
 
 Everything goes through torchreid: its ``Market1501`` dataset and ``ImageDataManager``
-read the generated data, its stock ``ImageTripletEngine`` trains, and its metrics
-evaluate. The untrained model is evaluated first, so the gain from training shows.
+read the generated data, :class:`~msinet_reid.engine.ImageMSINetEngine` (a torchreid
+``Engine`` with the paper's losses) trains, and its metrics evaluate. The untrained model is evaluated first, so the gain from training shows.
 """
 import os
 import time
@@ -12,8 +12,9 @@ from typing import Dict, Optional
 
 import torch
 
-from ._torchreid import data, engine, models, optim, utils
+from ._torchreid import data, models, optim, utils
 from .data import make_market1501
+from .engine import ImageMSINetEngine
 from .evaluation import evaluate
 
 
@@ -85,12 +86,12 @@ def run_demo(config: Optional[DemoConfig] = None) -> Dict[str, Dict[str, float]]
     untrained = evaluate(model, datamanager, device)['market1501']
 
     print(f'[3/4] Training {config.model} for {config.epochs} epochs '
-          f"with torchreid's ImageTripletEngine on {device}")
+          f'with ImageMSINetEngine on {device}')
     optimizer = optim.build_optimizer(model, optim='adam', lr=config.lr)
     scheduler = optim.build_lr_scheduler(optimizer, lr_scheduler='cosine',
                                          max_epoch=config.epochs)
-    trainer = engine.ImageTripletEngine(datamanager, model, optimizer, margin=0.3,
-                                        scheduler=scheduler, use_gpu=use_gpu)
+    trainer = ImageMSINetEngine(datamanager, model, optimizer, scheduler=scheduler,
+                                use_gpu=use_gpu)
     trainer.run(save_dir=str(root / 'log'), max_epoch=config.epochs,
                 print_freq=config.print_freq)
 

@@ -69,3 +69,16 @@ def run_distributed(check, *args, world_size: int = 2) -> None:
     import torch.multiprocessing as mp
 
     mp.spawn(_distributed_worker, args=(world_size, free_port(), check, args), nprocs=world_size)
+
+
+
+def load_script(relative_path: str):
+    """Import a script of the repository (benchmarks/, examples/) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,62 @@
+"""The example training script, end to end on tiny synthetic Market-1501 data."""
+import re
+from pathlib import Path
+
+import pytest
+
+from msinet_reid.data import make_market1501
+
+from helpers import load_script
+
+train_msinet = load_script('examples/train_msinet.py')
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('reid-data')
+    make_market1501(root, num_train_ids=4, num_test_ids=5, images_per_camera=3, num_cameras=2,
+                    height=64, width=32, progress=False)
+    return root
+
+
+def tiny_run(root, save_dir, *flags):
+    return train_msinet.main([
+        '--root', str(root), '--save-dir', str(save_dir), '--device', 'cpu', '--workers', '0',
+        '--height', '64', '--width', '32', '--batch-size', '8', '--num-instances', '2',
+        '--print-freq', '1', *flags])
+
+
+def test_one_tiny_epoch_then_resume(root, tmp_path, capsys):
+    save_dir = tmp_path / 'log'
+    trainer = tiny_run(root, save_dir, '--model', 'msinet_sam', '--epochs', '1')
+    out = capsys.readouterr().out
+    assert 'loss_sa' in out and 'Rank-1' in out
+    checkpoint = save_dir / 'model' / 'model.pth.tar-1'
+    assert checkpoint.is_file() and trainer.scheduler.last_epoch == 1
+
+    trainer = tiny_run(root, save_dir, '--model', 'msinet_sam', '--epochs', '2',
+                       '--resume', str(checkpoint))
+    assert 'Loaded scheduler' in capsys.readouterr().out
+    assert (save_dir / 'model' / 'model.pth.tar-2').is_file()
+    assert trainer.scheduler.last_epoch == 2
+
+
+def test_experiments_resolve_to_the_papers_settings():
+    def resolved(*flags):
+        return train_msinet.resolve(train_msinet.parse_args(['--root', 'x', *flags]))
+
+    name, experiment, overrides = resolved('--experiment', 'veri_to_vehicleid_sam')
+    assert (experiment.recipe, experiment.model, experiment.target) == (
+        'cross_domain', 'msinet_sam', 'vehicleid')
+    assert overrides == {'height': 256, 'width': 256}
+    _, experiment, overrides = resolved('--experiment', 'msmt17_pretrained', '--epochs', '5',
+                                        '--lr', '0.01')
+    assert (experiment.recipe, experiment.source, experiment.target) == (
+        'pretrained', 'msmt17', None)
+    assert overrides == {'max_epoch': 5, 'lr': 0.01}
+
+
+def test_readme_experiments_exist():
+    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+    named = set(re.findall(r'--experiment (\w+)', readme))
+    assert named and named <= set(train_msinet.EXPERIMENTS)
