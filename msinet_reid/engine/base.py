@@ -41,14 +41,18 @@ class DistributedEngine(torchreid_engine.Engine):
                 builtins.print = _silent_print  # progress comes from rank 0 alone
                 self.writer = _NullWriter()
 
-    def parallel(self, model: nn.Module, sync_bn: bool = False) -> nn.Module:
-        """``model`` wrapped for DDP under torchrun, ``model`` itself otherwise."""
+    def parallel(self, model: nn.Module, sync_bn: bool = False, **ddp_options) -> nn.Module:
+        """``model`` wrapped for DDP under torchrun, ``model`` itself otherwise.
+
+        ``sync_bn`` converts BatchNorm to SyncBatchNorm (CUDA only, in place).
+        ``ddp_options`` go to ``DistributedDataParallel``.
+        """
         if self.dist.world_size == 1:
             return model
         if sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         device_ids = [self.dist.device] if self.dist.device.type == 'cuda' else None
-        return DistributedDataParallel(model, device_ids=device_ids)
+        return DistributedDataParallel(model, device_ids=device_ids, **ddp_options)
 
     def register_model(self, name='model', model=None, optim=None, sched=None) -> None:
         super().register_model(name, model, optim, sched)
@@ -105,8 +109,10 @@ def shard_train_loader(loader: DataLoader, seed: int) -> DataLoader:
 
     Identity-balanced loaders become seeded :class:`IdentitySampler` loaders (in a single
     process too); other loaders are split with ``DistributedSampler`` under torchrun and
-    returned as they are otherwise.
+    returned as they are otherwise, as is anything that is not a ``DataLoader``.
     """
+    if not isinstance(loader, DataLoader):
+        return loader
     world_size, rank = distributed.get_world_size(), distributed.get_rank()
     num_instances = getattr(loader.sampler, 'num_instances', None)
     if num_instances is not None:

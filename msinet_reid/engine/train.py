@@ -1,28 +1,14 @@
 """The paper's training recipe as a torchreid engine (sec. 3.3, 4.2)."""
-import os
-import tempfile
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Dict, Iterator, List, Union
+from typing import Dict, Iterator, List
 
 import torch
 from torch import Tensor, nn
 
-from .._torchreid import engine, metrics
+from .. import distributed
+from .._torchreid import metrics
 from ..losses import CrossEntropyLoss, SpatialAlignLoss, TripletLoss
-
-
-def atomic_save(obj, path: Union[str, Path]) -> None:
-    """``torch.save`` through a temporary file, so ``path`` never holds a partial file."""
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as tmp:
-            torch.save(obj, tmp)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+from .base import DistributedEngine
 
 
 @contextmanager
@@ -36,7 +22,7 @@ def _capture_output(module: nn.Module) -> Iterator[List[Tensor]]:
         handle.remove()
 
 
-class ImageMSINetEngine(engine.Engine):
+class ImageMSINetEngine(DistributedEngine):
     """Trains MSINet as the paper does, with torchreid's loop, checkpoints and evaluation.
 
     Per batch: for each head (global and part) cross-entropy with label smoothing on the
@@ -56,6 +42,11 @@ class ImageMSINetEngine(engine.Engine):
         use_gpu: train on CUDA when available.
         label_smooth: label smoothing (epsilon 0.1) in the cross-entropy.
         amp: mixed precision (CUDA only).
+        seed: seeds the identity-balanced batches (see :class:`DistributedEngine`).
+        sync_bn: under torchrun, BatchNorm statistics over the global batch (CUDA only).
+
+    Under ``torchrun`` the triplet and SAM losses compare each image with the whole global
+    batch, as in a single process; the data manager's ``batch_size`` is the global batch.
 
     Example::
 
@@ -70,9 +61,9 @@ class ImageMSINetEngine(engine.Engine):
         self, datamanager, model: nn.Module, optimizer: torch.optim.Optimizer,
         margin: float = 0.3, weight_t: float = 1, weight_x: float = 1, weight_sa: float = 2.0,
         sam_mode: str = 'pos_neg', scheduler=None, use_gpu: bool = True,
-        label_smooth: bool = True, amp: bool = False,
+        label_smooth: bool = True, amp: bool = False, seed: int = 0, sync_bn: bool = False,
     ) -> None:
-        super().__init__(datamanager, use_gpu)
+        super().__init__(datamanager, use_gpu, seed)
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -96,6 +87,8 @@ class ImageMSINetEngine(engine.Engine):
         self.align_module = getattr(net, 'align_module', None) if weight_sa > 0 else None
         if self.align_module is not None:
             self.final_stage = net.cells[-1]  # its output: the final feature maps
+        unused_sam = self.align_module is None and getattr(net, 'align_module', None) is not None
+        self.network = self.parallel(model, sync_bn, find_unused_parameters=unused_sam)
 
     def forward_backward(self, data: dict) -> Dict[str, float]:
         imgs, pids = self.parse_data_for_train(data)
@@ -103,17 +96,24 @@ class ImageMSINetEngine(engine.Engine):
             imgs, pids = imgs.cuda(), pids.cuda()
 
         with torch.autocast('cuda', enabled=self.amp), self._featuremaps() as maps:
-            outputs = self.model(imgs)
+            outputs = self.network(imgs)
         if not (isinstance(outputs, tuple) and len(outputs) == 2):
             raise TypeError("ImageMSINetEngine needs logits and features from the model: "
                             "build it with loss='triplet'")
         logits, features = outputs
 
+        # Triplet and SAM compare the images of a batch with each other: under torchrun they
+        # see the global batch (this process's rows keep their gradients). DDP averages the
+        # gradients over processes, so these whole-batch terms are scaled back by the number
+        # of processes; cross-entropy, a mean over this process's rows, needs nothing.
+        world_size = distributed.get_world_size()
+        all_pids = distributed.all_gather(pids)
         loss = 0
         summary = {}
         if self.weight_t > 0:
-            loss_t = sum(self.criterion_t(f.float(), pids) for f in features)
-            loss = loss + self.weight_t * loss_t
+            loss_t = sum(self.criterion_t(distributed.all_gather_with_grad(f.float()), all_pids)
+                         for f in features)
+            loss = loss + self.weight_t * world_size * loss_t
             summary['loss_t'] = loss_t.item()
         if self.weight_x > 0:
             loss_x = sum(self.criterion_x(y.float(), pids) for y in logits)
@@ -125,8 +125,10 @@ class ImageMSINetEngine(engine.Engine):
                 raise RuntimeError('the SAM loss needs the whole batch from one forward '
                                    'pass: train on one device, without DataParallel')
             final = maps[0].float()
-            loss_sa = self.criterion_sa(final, self.align_module(final), pids)
-            loss = loss + self.weight_sa * loss_sa
+            loss_sa = self.criterion_sa(distributed.all_gather_with_grad(final),
+                                        distributed.all_gather_with_grad(self.align_module(final)),
+                                        all_pids)
+            loss = loss + self.weight_sa * world_size * loss_sa
             summary['loss_sa'] = loss_sa.item()
 
         self.optimizer.zero_grad()
@@ -143,23 +145,3 @@ class ImageMSINetEngine(engine.Engine):
         else:
             with _capture_output(self.final_stage) as outputs:
                 yield outputs
-
-    def save_model(self, epoch: int, rank1: float, save_dir: str, is_best: bool = False) -> None:
-        """torchreid's checkpoints (``<save_dir>/model/model.pth.tar-<epoch>``, read by its
-        ``resume_from_checkpoint``), written atomically."""
-        for name in self.get_model_names():
-            folder = Path(save_dir) / name
-            folder.mkdir(parents=True, exist_ok=True)
-            scheduler = self._scheds[name]
-            state = {
-                'state_dict': self._models[name].state_dict(),
-                'epoch': epoch + 1,
-                'rank1': float(rank1),
-                'optimizer': self._optims[name].state_dict(),
-                'scheduler': None if scheduler is None else scheduler.state_dict(),
-            }
-            path = folder / f'model.pth.tar-{epoch + 1}'
-            atomic_save(state, path)
-            print(f'Checkpoint saved to "{path}"')
-            if is_best:
-                atomic_save(state, folder / 'model-best.pth.tar')
