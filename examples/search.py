@@ -13,8 +13,11 @@ with 10 warm-up epochs, Adam lr 0.002 on alpha, decays at 150/225/300, batches o
     # continue an interrupted search
     python examples/search.py --root ~/datasets --resume log/search/msmt17/search_checkpoint.pth
 
+    # on 4 GPUs (the batch of 64 is split over the processes)
+    torchrun --nproc_per_node=4 examples/search.py --root ~/datasets --dataset msmt17
+
 The genotype lands in ``<save-dir>/genotype.json``; ``--train-epochs N`` then trains it
-with torchreid's triplet engine (cross-entropy + triplet, SGD lr 0.065, the same schedule).
+with the paper's recipe (``ImageMSINetEngine``, the ``scratch`` preset scaled to N epochs).
 VeRi-776 needs the ``veri`` torchreid dataset that msinet_reid registers on import.
 """
 import argparse
@@ -24,11 +27,13 @@ from typing import List, Optional
 import torch
 
 import msinet_reid
-from msinet_reid._torchreid import data, engine, models, utils
-from msinet_reid.engine import TCMSearchEngine, build_search_optimizers
-from msinet_reid.engine.search import GENOTYPE_FILE, PAPER_EPOCHS
+from msinet_reid import distributed
+from msinet_reid._torchreid import data, models, utils
+from msinet_reid.engine import ImageMSINetEngine, TCMSearchEngine, build_search_optimizers
+from msinet_reid.engine.search import GENOTYPE_FILE
 from msinet_reid.genotypes import load_genotype
-from msinet_reid.optim import WarmupMultiStepLR
+from msinet_reid.optim import PAPER_EPOCHS
+from msinet_reid.recipes import build_optimizer, scaled_recipe
 from msinet_reid.search import SCHEMES, MSINetSupernet
 
 # Paper sec. 4.2: persons at 256x128, vehicles at 256x256.
@@ -69,7 +74,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def search(args: argparse.Namespace, datamanager) -> Path:
-    use_gpu = args.device.startswith('cuda')
+    use_gpu = args.device.type == 'cuda'
     model = MSINetSupernet(datamanager.num_train_pids).to(args.device)
     searcher = TCMSearchEngine(
         datamanager, model, *build_search_optimizers(model, args.epochs, args.lr, args.arch_lr),
@@ -86,29 +91,29 @@ def train(args: argparse.Namespace, datamanager, genotype_file: Path) -> None:
     """Train the found genotype from scratch with the paper's recipe, scaled to the epochs."""
     name = 'msinet_searched'
     msinet_reid.register_genotype(name, load_genotype(genotype_file))
+    recipe = scaled_recipe('scratch', args.train_epochs, eval_freq=args.eval_freq)
     model = models.build_model(name, datamanager.num_train_pids, loss='triplet',
                                pretrained=False).to(args.device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.065, momentum=0.9, weight_decay=5e-4)
-    scale = args.train_epochs / PAPER_EPOCHS
-    scheduler = WarmupMultiStepLR(optimizer, [round(e * scale) for e in (150, 225, 300)],
-                                  warmup_epochs=round(10 * scale))
-    trainer = engine.ImageTripletEngine(datamanager, model, optimizer, margin=0.3,
-                                        scheduler=scheduler,
-                                        use_gpu=args.device.startswith('cuda'))
-    trainer.run(save_dir=str(args.save_dir / 'train'), max_epoch=args.train_epochs,
-                eval_freq=args.eval_freq, print_freq=args.print_freq)
+    optimizer, scheduler = build_optimizer(model, recipe)
+    trainer = ImageMSINetEngine(datamanager, model, optimizer, scheduler=scheduler,
+                                use_gpu=args.device.type == 'cuda', seed=args.seed,
+                                **recipe.engine_kwargs())
+    trainer.run(save_dir=str(args.save_dir / 'train'), print_freq=args.print_freq,
+                **recipe.run_kwargs())
 
 
 def main(argv: Optional[List[str]] = None) -> Path:
     args = parse_args(argv)
+    args.device = distributed.setup_device(args.device)  # under torchrun: this process's GPU
     utils.set_random_seed(args.seed)
-    datamanager = data.ImageDataManager(
-        root=args.root, sources=args.dataset, height=args.height, width=args.width,
-        transforms=['random_flip', 'random_crop', 'random_erase'],
-        batch_size_train=args.batch_size, batch_size_test=128,
-        num_instances=args.num_instances, train_sampler='RandomIdentitySampler',
-        workers=args.workers, use_gpu=args.device.startswith('cuda'),
-    )
+    with distributed.main_process_first():  # a dataset download happens once
+        datamanager = data.ImageDataManager(
+            root=args.root, sources=args.dataset, height=args.height, width=args.width,
+            transforms=['random_flip', 'random_crop', 'random_erase'],
+            batch_size_train=args.batch_size, batch_size_test=128,
+            num_instances=args.num_instances, train_sampler='RandomIdentitySampler',
+            workers=args.workers, use_gpu=args.device.type == 'cuda',
+        )
     genotype_file = search(args, datamanager)
     if args.train_epochs > 0:
         train(args, datamanager, genotype_file)

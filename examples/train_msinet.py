@@ -8,6 +8,11 @@ Named experiments set the recipe, model and datasets; any flag overrides them::
     python examples/train_msinet.py --experiment veri_to_vehicleid_sam --root reid-data
     python examples/train_msinet.py --experiment veri_scratch --root reid-data --epochs 120
 
+    # on 4 GPUs with torchrun (--batch-size stays the global batch; checkpoints resume
+    # with any number of processes)
+    torchrun --nproc_per_node=4 examples/train_msinet.py --experiment msmt17_scratch \\
+        --root reid-data --sync-bn
+
     # continue from a checkpoint (written every --eval-freq epochs and at the end)
     python examples/train_msinet.py --experiment veri_scratch --root reid-data \\
         --resume log/veri_scratch/model/model.pth.tar-40
@@ -22,6 +27,7 @@ from typing import List, Optional, Tuple
 import torch
 
 import msinet_reid
+from msinet_reid import distributed
 from msinet_reid._torchreid import data, models, utils
 from msinet_reid.engine import ImageMSINetEngine
 from msinet_reid.recipes import RECIPES, build_optimizer, get_recipe
@@ -73,6 +79,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                                       'N epochs (recipe: 40)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA)')
+    parser.add_argument('--sync-bn', action='store_true',
+                        help='under torchrun: BatchNorm over the global batch (CUDA)')
     parser.add_argument('--workers', type=int, default=4)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--print-freq', type=int, default=20)
@@ -105,25 +113,28 @@ def main(argv: Optional[List[str]] = None) -> ImageMSINetEngine:
     name, experiment, overrides = resolve(args)
     recipe = get_recipe(experiment.recipe, **overrides)
     save_dir = args.save_dir or f'log/{name}'
-    device = torch.device(args.device)
+    device = distributed.setup_device(args.device)  # under torchrun: this process's GPU
     use_gpu = device.type == 'cuda'
     utils.set_random_seed(args.seed)
     print(f'msinet-reid {msinet_reid.__version__}: {name}, {experiment}\n{recipe}')
 
-    datamanager = data.ImageDataManager(
-        root=args.root, sources=experiment.source,
-        targets=experiment.target or experiment.source, workers=args.workers,
-        use_gpu=use_gpu, **recipe.datamanager_kwargs())
     model_kwargs = {} if args.weights is None else {'pretrained_path': args.weights}
-    model = models.build_model(experiment.model, datamanager.num_train_pids, loss='triplet',
-                               pretrained=recipe.pretrained, **model_kwargs).to(device)
+    with distributed.main_process_first():  # rank 0 downloads, the others then read
+        datamanager = data.ImageDataManager(
+            root=args.root, sources=experiment.source,
+            targets=experiment.target or experiment.source, workers=args.workers,
+            use_gpu=use_gpu, **recipe.datamanager_kwargs())
+        model = models.build_model(experiment.model, datamanager.num_train_pids,
+                                   loss='triplet', pretrained=recipe.pretrained,
+                                   **model_kwargs).to(device)
     optimizer, scheduler = build_optimizer(model, recipe)
     start_epoch = 0
     if args.resume:
         start_epoch = utils.resume_from_checkpoint(args.resume, model, optimizer, scheduler)
 
     trainer = ImageMSINetEngine(datamanager, model, optimizer, scheduler=scheduler,
-                                use_gpu=use_gpu, amp=args.amp, **recipe.engine_kwargs())
+                                use_gpu=use_gpu, amp=args.amp, seed=args.seed,
+                                sync_bn=args.sync_bn, **recipe.engine_kwargs())
     trainer.run(save_dir=save_dir, start_epoch=start_epoch, print_freq=args.print_freq,
                 test_only=args.evaluate, **recipe.run_kwargs())
     return trainer

@@ -60,6 +60,14 @@ def init_distributed(backend: Optional[str] = None,
     return DistributedInfo(get_rank(), get_world_size(), local_rank, device)
 
 
+def setup_device(device: str = 'cuda') -> torch.device:
+    """Join torchrun's process group, if any, and return the device this process uses:
+    its own GPU (``LOCAL_RANK``) for ``'cuda'``, else ``device`` (gloo on the CPU)."""
+    on_cpu = torch.device(device).type != 'cuda'
+    info = init_distributed(backend='gloo' if on_cpu else None)
+    return torch.device(device) if on_cpu else info.device
+
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 

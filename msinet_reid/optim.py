@@ -1,9 +1,26 @@
 """Learning-rate schedule of the paper (sec. 4.2): linear warm-up, then step decay."""
 from bisect import bisect_right
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+
+# The paper's schedule: 350 epochs, 10 of warm-up, x0.1 at 150, 225 and 300.
+PAPER_EPOCHS = 350
+PAPER_WARMUP_EPOCHS = 10
+PAPER_MILESTONES = (150, 225, 300)
+
+
+def paper_schedule(max_epoch: int = PAPER_EPOCHS) -> Tuple[Tuple[int, ...], int]:
+    """The paper's milestones and warm-up epochs, scaled in proportion to ``max_epoch``.
+
+    >>> paper_schedule(70)
+    ((30, 45, 60), 2)
+    """
+    scale = max_epoch / PAPER_EPOCHS
+    return (tuple(round(epoch * scale) for epoch in PAPER_MILESTONES),
+            round(PAPER_WARMUP_EPOCHS * scale))
 
 
 class WarmupMultiStepLR(LRScheduler):
@@ -21,8 +38,8 @@ class WarmupMultiStepLR(LRScheduler):
     """
 
     def __init__(
-        self, optimizer: Optimizer, milestones: Sequence[int] = (150, 225, 300),
-        gamma: float = 0.1, warmup_epochs: int = 10, warmup_factor: float = 0.01,
+        self, optimizer: Optimizer, milestones: Sequence[int] = PAPER_MILESTONES,
+        gamma: float = 0.1, warmup_epochs: int = PAPER_WARMUP_EPOCHS, warmup_factor: float = 0.01,
         last_epoch: int = -1,
     ) -> None:
         if list(milestones) != sorted(milestones):

@@ -20,7 +20,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from ._torchreid import optim
-from .optim import WarmupMultiStepLR
+from .optim import PAPER_MILESTONES, PAPER_WARMUP_EPOCHS, WarmupMultiStepLR, paper_schedule
 
 IN_DOMAIN_TRANSFORMS = ('random_flip', 'random_crop', 'random_erase')
 CROSS_DOMAIN_TRANSFORMS = ('random_flip', 'random_crop', 'color_jitter')
@@ -36,9 +36,9 @@ class Recipe:
     lr: float = 0.065
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    warmup_epochs: int = 10
+    warmup_epochs: int = PAPER_WARMUP_EPOCHS
     warmup_factor: float = 0.01
-    milestones: Tuple[int, ...] = (150, 225, 300)
+    milestones: Tuple[int, ...] = PAPER_MILESTONES
     gamma: float = 0.1
     transforms: Tuple[str, ...] = IN_DOMAIN_TRANSFORMS
     height: int = 256
@@ -92,6 +92,20 @@ def get_recipe(name: str, **overrides) -> Recipe:
     return dataclasses.replace(RECIPES[name], **overrides)
 
 
+def scaled_recipe(name: str, max_epoch: int, **overrides) -> Recipe:
+    """Preset ``name`` shortened (or lengthened) to ``max_epoch`` epochs, its warm-up and
+    milestones scaled in proportion (:func:`msinet_reid.optim.paper_schedule`).
+
+    Example::
+
+        >>> scaled_recipe('scratch', 35).milestones  # a shorter run, the same shape
+        (15, 22, 30)
+    """
+    milestones, warmup_epochs = paper_schedule(max_epoch)
+    return get_recipe(name, **{'max_epoch': max_epoch, 'milestones': milestones,
+                               'warmup_epochs': warmup_epochs, **overrides})
+
+
 def build_optimizer(model: nn.Module, recipe: Recipe) -> Tuple[Optimizer, WarmupMultiStepLR]:
     """SGD and the warm-up step schedule of ``recipe``; step the scheduler once per epoch.
 
@@ -110,4 +124,4 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> Tuple[Optimizer, Warmup
 
 
 __all__ = ['CROSS_DOMAIN_TRANSFORMS', 'IN_DOMAIN_TRANSFORMS', 'RECIPES', 'Recipe',
-           'build_optimizer', 'get_recipe']
+           'build_optimizer', 'get_recipe', 'scaled_recipe']

@@ -108,17 +108,11 @@ def test_bnneck_shifts_stay_frozen_through_torchreids_epochs(root, tmp_path):
 
 def _search_job(info, root, out):
     from msinet_reid._torchreid import utils
-    from msinet_reid.engine import TCMSearchEngine, build_search_optimizers
-    from msinet_reid.search import MSINetSupernet
+    from msinet_reid.engine import TCMSearchEngine
 
-    manager = reid_data.ImageDataManager(
-        root=str(root), sources='market1501', height=64, width=32, transforms=['random_flip'],
-        batch_size_train=GLOBAL_BATCH, num_instances=2, train_sampler='RandomIdentitySampler',
-        workers=0, batch_size_test=16)
     utils.set_random_seed(info.rank)  # different initial weights: rank 0's are broadcast
-    model = MSINetSupernet(manager.num_train_pids)
-    search = TCMSearchEngine(manager, model, *build_search_optimizers(model, max_epoch=1),
-                             use_gpu=False)
+    search = _search_engine(root)
+    model = search.model
     checks = []
 
     def state():
@@ -135,7 +129,21 @@ def _search_job(info, root, out):
     search.forward_backward = synchronised_step
     search.run(save_dir=str(out / 'search'), max_epoch=1, print_freq=100)
     (out / f'search-{info.rank}.json').write_text(json.dumps(
-        {'checks': checks, 'local_batch': search.train_loader.batch_size}))
+        {'checks': checks, 'local_batch': search.train_loader.batch_size,
+         'alpha': [a.tolist() for a in model.arch_parameters()]}))
+
+
+def _search_engine(root):
+    from msinet_reid.engine import TCMSearchEngine, build_search_optimizers
+    from msinet_reid.search import MSINetSupernet
+
+    manager = reid_data.ImageDataManager(
+        root=str(root), sources='market1501', height=64, width=32, transforms=['random_flip'],
+        batch_size_train=GLOBAL_BATCH, num_instances=2, train_sampler='RandomIdentitySampler',
+        workers=0, batch_size_test=16)
+    model = MSINetSupernet(manager.num_train_pids)
+    return TCMSearchEngine(manager, model, *build_search_optimizers(model, max_epoch=2),
+                           use_gpu=False)
 
 
 def test_search_keeps_alpha_weights_and_memories_identical_on_every_process(root, tmp_path):
@@ -144,6 +152,12 @@ def test_search_keeps_alpha_weights_and_memories_identical_on_every_process(root
         result = json.loads((tmp_path / f'search-{rank}.json').read_text())
         assert result['local_batch'] == GLOBAL_BATCH // 2
         assert len(result['checks']) >= 2 and all(result['checks'])
-    # Rank 0 alone wrote the genotype and the checkpoint.
+    # Rank 0 alone wrote the genotype and the checkpoint ...
     assert sorted(p.name for p in (tmp_path / 'search').iterdir() if not p.name.startswith(
         'events')) == ['genotype.json', 'search_checkpoint.pth']
+    # ... which a single process resumes.
+    search = _search_engine(root)
+    assert search.resume(tmp_path / 'search' / 'search_checkpoint.pth') == 1
+    assert [a.tolist() for a in search.model.arch_parameters()] == result['alpha']
+    search.run(save_dir=str(tmp_path / 'search'), max_epoch=2, start_epoch=1, print_freq=100)
+    assert len(search.history) == 2

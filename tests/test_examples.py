@@ -60,3 +60,30 @@ def test_readme_experiments_exist():
     readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
     named = set(re.findall(r'--experiment (\w+)', readme))
     assert named and named <= set(train_msinet.EXPERIMENTS)
+
+
+def test_torchrun_two_processes_then_resume_in_one(root, tmp_path):
+    """The training example under torchrun (gloo on the CPU); its checkpoint resumes in a
+    single process."""
+    import subprocess
+    import sys
+
+    from helpers import free_port
+
+    save_dir = tmp_path / 'log'
+    flags = ['--root', str(root), '--save-dir', str(save_dir), '--device', 'cpu',
+             '--workers', '0', '--height', '64', '--width', '32', '--batch-size', '8',
+             '--num-instances', '2', '--model', 'msinet_sam']
+    script = str(Path(__file__).resolve().parents[1] / 'examples' / 'train_msinet.py')
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={free_port()}', script, *flags, '--epochs', '1'],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('Checkpoint saved') == 1  # rank 0 alone writes and prints
+    assert result.stdout.count('** Results **') == 1
+    checkpoint = save_dir / 'model' / 'model.pth.tar-1'
+
+    trainer = train_msinet.main([*flags, '--epochs', '2', '--resume', str(checkpoint)])
+    assert trainer.scheduler.last_epoch == 2
+    assert (save_dir / 'model' / 'model.pth.tar-2').is_file()

@@ -18,7 +18,7 @@ from ..data.samplers import IdentitySampler
 from ..evaluation import extract_features
 from ..genotypes import save_genotype
 from ..models.supernet import MSINetSupernet
-from ..optim import WarmupMultiStepLR
+from ..optim import PAPER_EPOCHS, WarmupMultiStepLR, paper_schedule
 from ..search.memory import IdentityMemory
 from ..search.scheme import get_scheme
 from ..search.split import Item, check_ratios, split_identities
@@ -26,7 +26,6 @@ from .base import DistributedEngine
 
 CHECKPOINT_FILE = 'search_checkpoint.pth'
 GENOTYPE_FILE = 'genotype.json'
-PAPER_EPOCHS = 350
 
 
 def build_search_optimizers(
@@ -44,13 +43,12 @@ def build_search_optimizers(
         >>> optimizer, arch_optimizer, scheduler, arch_scheduler = build_search_optimizers(
         ...     supernet, max_epoch=350)
     """
-    scale = max_epoch / PAPER_EPOCHS
-    milestones = [round(epoch * scale) for epoch in (150, 225, 300)]
+    milestones, warmup_epochs = paper_schedule(max_epoch)
     optimizer = torch.optim.SGD(model.weight_parameters(), lr=lr, momentum=0.9,
                                 weight_decay=weight_decay)
     arch_optimizer = torch.optim.Adam(model.arch_parameters(), lr=arch_lr, betas=(0.5, 0.999),
                                       weight_decay=arch_weight_decay)
-    scheduler = WarmupMultiStepLR(optimizer, milestones, warmup_epochs=round(10 * scale))
+    scheduler = WarmupMultiStepLR(optimizer, milestones, warmup_epochs=warmup_epochs)
     arch_scheduler = WarmupMultiStepLR(arch_optimizer, milestones, warmup_epochs=0)
     return optimizer, arch_optimizer, scheduler, arch_scheduler
 
