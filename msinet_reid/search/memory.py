@@ -40,7 +40,8 @@ class IdentityMemory(nn.Module):
         self.register_buffer('features', torch.zeros(num_ids, dim))
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
-        logits = F.normalize(features, dim=1) @ self.features.t() / self.temperature
+        # A copy: backward must not see the in-place momentum updates of the memory.
+        logits = F.normalize(features, dim=1) @ self.features.clone().t() / self.temperature
         return F.cross_entropy(logits, labels)
 
     @torch.no_grad()
