@@ -10,8 +10,8 @@ def _add_demo(commands) -> None:
     parser = commands.add_parser(
         'demo', help='train MSINet on synthetic data on the CPU and show Rank-1/mAP',
         description='Generate a small synthetic Market-1501-style dataset (once), evaluate '
-                    "an untrained MSINet, train it with torchreid's triplet engine and "
-                    'evaluate again.',
+                    "an untrained MSINet, train it with the paper's losses "
+                    '(ImageMSINetEngine) and evaluate again.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     defaults = DemoConfig()
