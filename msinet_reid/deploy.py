@@ -118,16 +118,19 @@ def load_trained(model_name: str, weights: PathLike) -> MSINet:
     num_classes = classifier.shape[0] if classifier is not None else 1
     model = models.build_model(model_name, num_classes, pretrained=False)
     if not isinstance(model, MSINet):
-        raise ValueError(f'{model_name!r} is not an MSINet model; choose one of msinet_reid.list_models()')
+        raise ValueError(
+            f'{model_name!r} is not an MSINet model; choose one of msinet_reid.list_models()'
+        )
     own = model.state_dict()
     needed = {key for key in own if key.split('.')[0] not in TRAINING_ONLY}
     missing = sorted(needed - set(state))
     wrong = sorted(key for key in needed & set(state) if state[key].shape != own[key].shape)
-    if missing or wrong:
+    problems = [f'{len(keys)} tensors {what} (e.g. {", ".join(keys[:3])})'
+                for keys, what in ((missing, 'missing'), (wrong, 'of another shape')) if keys]
+    if problems:
         raise PretrainedWeightsError(
-            f'{weights} does not hold {model_name} weights: '
-            f'{len(missing)} tensors missing (e.g. {missing[:3]}), {len(wrong)} of another shape '
-            f'(e.g. {wrong[:3]}). Check the model name (--model) and the checkpoint.'
+            f'{weights} does not hold {model_name} weights: {"; ".join(problems)}. '
+            f'Check the model name (--model) and the checkpoint.'
         )
     model.load_state_dict({key: value for key, value in state.items() if key in own}, strict=False)
     return model.eval()
