@@ -127,8 +127,13 @@ def time_variants(variants: Dict[str, Runner], images: torch.Tensor,
     return samples
 
 
+def paired_ratios(samples: Dict[str, List[float]], name: str, baseline: str) -> List[float]:
+    """``name``'s time over ``baseline``'s within each repeat: both ran moments apart, so
+    the ratio cancels most of the load that other processes put on the machine."""
+    return [a / b for a, b in zip(samples[name], samples[baseline])]
+
+
 def summarize(samples: Dict[str, List[float]]) -> Dict[str, dict]:
-    baseline = statistics.median(samples[BASELINE])
     summary = {}
     for name, times in samples.items():
         median = statistics.median(times)
@@ -137,7 +142,7 @@ def summarize(samples: Dict[str, List[float]]) -> Dict[str, dict]:
             'min_ms': 1e3 * min(times),
             'max_ms': 1e3 * max(times),
             'spread': (max(times) - min(times)) / median,  # relative to the median
-            'ratio_to_resnet50': median / baseline,
+            'ratio_to_resnet50': statistics.median(paired_ratios(samples, name, BASELINE)),
             'samples_ms': [1e3 * t for t in times],
         }
     return summary
@@ -159,25 +164,38 @@ def environment(args: argparse.Namespace) -> dict:
     return info
 
 
+COMPARISONS = {  # label: (variant, baseline)
+    'msinet / osnet_x1_0': ('msinet', 'osnet_x1_0'),
+    'eager / inference': ('msinet', 'msinet inference'),
+    'eager / inference NCHW': ('msinet', 'msinet inference NCHW'),
+    'eager / onnxruntime': ('msinet', 'msinet onnxruntime'),
+}
+
+
+def compare(samples: Dict[str, List[float]]) -> Dict[str, dict]:
+    """The ratios the README quotes: median, min and max over repeats of paired ratios."""
+    ratios = {}
+    for label, (name, baseline) in COMPARISONS.items():
+        if name in samples and baseline in samples:
+            paired = paired_ratios(samples, name, baseline)
+            ratios[label] = {'median': statistics.median(paired), 'min': min(paired),
+                             'max': max(paired)}
+    return ratios
+
+
 def print_report(results: dict) -> None:
     print(f'{"model":<12}{"params (M)":>12}{"GFLOPs":>10}')
     for name, facts in results['models'].items():
         print(f'{name:<12}{facts["params"] / 1e6:>12.2f}{facts["flops"] / 1e9:>10.2f}')
     for device, batches in results['latency'].items():
-        for batch, summary in batches.items():
-            print(f'\n{device}, batch {batch}: median ms [min, max], ratio to {BASELINE}')
-            for name, s in summary.items():
+        for batch, measured in batches.items():
+            print(f'\n{device}, batch {batch}: median ms [min, max], '
+                  f'ratio to {BASELINE} (median of paired ratios)')
+            for name, s in measured['variants'].items():
                 print(f'  {name:<24}{s["median_ms"]:>10.1f} [{s["min_ms"]:.1f}, '
                       f'{s["max_ms"]:.1f}]{s["ratio_to_resnet50"]:>8.2f}x')
-            ratios = {
-                'msinet / osnet_x1_0': ('msinet', 'osnet_x1_0'),
-                'eager / inference': ('msinet', 'msinet inference'),
-                'eager / onnxruntime': ('msinet', 'msinet onnxruntime'),
-            }
-            for label, (a, b) in ratios.items():
-                if a in summary and b in summary:
-                    print(f'  {label:<24}'
-                          f'{summary[a]["median_ms"] / summary[b]["median_ms"]:>10.2f}')
+            for label, r in measured['ratios'].items():
+                print(f'  {label:<24}{r["median"]:>10.2f} [{r["min"]:.2f}, {r["max"]:.2f}]')
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -202,7 +220,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
                       file=sys.stderr)
                 images = torch.randn(batch, 3, args.height, args.width, device=device)
                 samples = time_variants(variants, images, args.repeats)
-                results['latency'][device_name][batch] = summarize(samples)
+                results['latency'][device_name][batch] = {
+                    'variants': summarize(samples), 'ratios': compare(samples),
+                }
     print_report(results)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

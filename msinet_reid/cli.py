@@ -31,13 +31,19 @@ def _add_demo(commands) -> None:
     })))
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_model_command(commands, name: str, run, help: str,
+                       description: str) -> argparse.ArgumentParser:
+    """A subcommand working on a trained checkpoint of a registered MSINet model."""
+    parser = commands.add_parser(name, help=help, description=description,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--model', default='msinet', choices=list_models(),
                         help='registered MSINet model the checkpoint belongs to')
     parser.add_argument('--weights', required=True, type=Path,
                         help="trained checkpoint (torchreid engine's or a state_dict)")
     parser.add_argument('--height', type=int, default=256, help='input image height')
     parser.add_argument('--width', type=int, default=128, help='input image width')
+    parser.set_defaults(run=run)
+    return parser
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -52,17 +58,15 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _add_export(commands) -> None:
-    parser = commands.add_parser(
-        'export', help='export a trained model to ONNX (needs msinet-reid[onnx])',
+    parser = _add_model_command(
+        commands, 'export', _export,
+        help='export a trained model to ONNX (needs msinet-reid[onnx])',
         description='Export the inference model (BatchNorm folded, classifiers dropped) of a '
                     'trained checkpoint to ONNX with a dynamic batch axis, and check its '
                     'features against PyTorch with onnxruntime.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    _add_model_arguments(parser)
     parser.add_argument('--out', required=True, type=Path, help='ONNX file to write')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset version')
-    parser.set_defaults(run=_export)
 
 
 def _save_atomically(path: Path, array: np.ndarray) -> None:
@@ -96,20 +100,18 @@ def _extract(args: argparse.Namespace) -> None:
 
 
 def _add_extract(commands) -> None:
-    parser = commands.add_parser(
-        'extract', help='extract features of a folder of images with a trained model',
+    parser = _add_model_command(
+        commands, 'extract', _extract,
+        help='extract features of a folder of images with a trained model',
         description='Compute the eval-mode features of every image under a folder '
                     '(recursively, sorted by path) and save them as a .npy array, with the '
                     'image paths in a .txt file of the same name.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    _add_model_arguments(parser)
     parser.add_argument('--images', required=True, type=Path, help='folder of images')
     parser.add_argument('--out', required=True, type=Path, help='.npy file to write')
     parser.add_argument('--batch-size', type=int, default=64, help='images per batch')
     parser.add_argument('--workers', type=int, default=2, help='image loading processes')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
-    parser.set_defaults(run=_extract)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -3,6 +3,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / 'benchmarks' / 'inference.py'
@@ -32,9 +33,13 @@ def test_quick_benchmark(tmp_path, reference_facts, capsys):
     # Cross Attention's matrix products are counted: msinet_s has more of them than msinet.
     msinet_s = benchmark.models.build_model('msinet_s', 10, pretrained=False)
     assert benchmark.count_flops(msinet_s, 64, 32) > facts['msinet']['flops'] > 0
-    latency = results['latency']['cpu']['2']
+    latency = results['latency']['cpu']['2']['variants']
     assert set(latency) == {'resnet50', 'osnet_x1_0', 'msinet', 'msinet_sam', 'msinet inference',
                             'msinet inference NCHW', 'msinet onnxruntime'}
     assert latency['resnet50']['ratio_to_resnet50'] == 1
     for summary in latency.values():
         assert len(summary['samples_ms']) == 1 and summary['median_ms'] > 0
+    ratios = results['latency']['cpu']['2']['ratios']
+    assert set(ratios) == set(benchmark.COMPARISONS)
+    osnet, msinet = latency['osnet_x1_0']['median_ms'], latency['msinet']['median_ms']
+    assert ratios['msinet / osnet_x1_0']['median'] == pytest.approx(msinet / osnet)
