@@ -148,10 +148,19 @@ def summarize(samples: Dict[str, List[float]]) -> Dict[str, dict]:
     return summary
 
 
+def cpu_name() -> str:
+    cpuinfo = Path('/proc/cpuinfo')
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def environment(args: argparse.Namespace) -> dict:
     info = {
         'python': platform.python_version(), 'torch': torch.__version__,
-        'cpu': platform.processor() or platform.machine(), 'threads': torch.get_num_threads(),
+        'cpu': cpu_name(), 'threads': torch.get_num_threads(),
         'image': [args.height, args.width], 'repeats': args.repeats,
     }
     if 'cuda' in args.devices:

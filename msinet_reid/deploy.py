@@ -26,19 +26,19 @@ def _conv_bn_pairs(module: nn.Module) -> Iterator[Tuple[nn.Sequential, str, str]
     for parent in module.modules():
         if not isinstance(parent, nn.Sequential):
             continue
-        names = list(parent._modules)
-        for conv_name, bn_name in zip(names, names[1:]):
-            conv, bn = parent._modules[conv_name], parent._modules[bn_name]
+        children = list(parent.named_children())
+        for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                 yield parent, conv_name, bn_name
 
 
 @torch.no_grad()
 def fold_batchnorm(module: nn.Module) -> int:
-    """Fold, in place, each eval-mode BatchNorm2d into the Conv2d before it in a Sequential.
+    """Fold, in place, each BatchNorm2d that follows a Conv2d in a Sequential into it.
 
-    The convolution gains the BatchNorm's affine map (as its bias) and the BatchNorm
-    becomes an ``nn.Identity``. Returns how many were folded.
+    The convolution gains the BatchNorm's eval-mode affine map (running statistics, then
+    scale and shift) and the BatchNorm becomes an ``nn.Identity``. Returns how many were
+    folded.
 
     Example::
 
@@ -48,9 +48,9 @@ def fold_batchnorm(module: nn.Module) -> int:
     """
     pairs = list(_conv_bn_pairs(module))
     for parent, conv_name, bn_name in pairs:
-        conv, bn = parent._modules[conv_name], parent._modules[bn_name]
-        parent._modules[conv_name] = fuse_conv_bn_eval(conv.eval(), bn.eval())
-        parent._modules[bn_name] = nn.Identity()
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        setattr(parent, conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval()))
+        setattr(parent, bn_name, nn.Identity())
     return len(pairs)
 
 
