@@ -73,5 +73,6 @@ def test_export_cli_rejects_other_weights(tmp_path, capsys):
     osnet = torchreid.models.build_model('osnet_x1_0', 7, pretrained=False)
     torch.save(osnet.state_dict(), tmp_path / 'osnet.pth')
     with pytest.raises(SystemExit):
-        main(['export', '--weights', str(tmp_path / 'osnet.pth'), '--out', str(tmp_path / 'm.onnx')])
+        main(['export', '--weights', str(tmp_path / 'osnet.pth'),
+              '--out', str(tmp_path / 'm.onnx')])
     assert 'does not hold msinet weights' in capsys.readouterr().err
