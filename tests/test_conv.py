@@ -12,7 +12,7 @@ from helpers import deterministic_state_dict
     lambda: ConvBnAct(8, 16, 3, stride=2, padding=1),
     lambda: ConvBnAct(8, 16, act=False),
     lambda: LightConv3x3(8),
-])
+], ids=['conv_bn_relu', 'conv_bn', 'light_conv'])
 def test_eval_folding_matches_unfolded_computation(block):
     block = block().double()
     block.load_state_dict(deterministic_state_dict(block))
