@@ -8,6 +8,7 @@ module names importable under either layout, so scripts written for the official
 unchanged, and gives the rest of this package one way to reach torchreid.
 """
 import sys
+from pathlib import Path
 from typing import Callable, Dict
 
 import torchreid
@@ -33,6 +34,33 @@ _alias_nested_layout()
 from torchreid import data, engine, losses, metrics, models, optim, utils  # noqa: E402
 
 NESTED_LAYOUT = 'torchreid.reid' in sys.modules
+
+
+def _load_checkpoint_safely(fpath):
+    """torchreid's ``load_checkpoint`` on top of this package's safe loader.
+
+    torchreid calls ``torch.load`` with its default, ``weights_only=True`` since torch
+    2.6, which refuses the numpy ``rank1`` its own engines save. This loader allows
+    numpy scalars and names the fix for anything else.
+    """
+    from .weights import load_checkpoint
+
+    if fpath is None:
+        raise ValueError('File path is None')
+    path = Path(fpath).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f'File is not found at "{path}"')
+    return load_checkpoint(path)
+
+
+def _patch_checkpoint_loading() -> None:
+    """Route torchreid's checkpoint loading (``FeatureExtractor``, ``load_pretrained_weights``,
+    ``resume_from_checkpoint``) through ``_load_checkpoint_safely``."""
+    utils.torchtools.load_checkpoint = _load_checkpoint_safely  # read by the two loaders
+    utils.load_checkpoint = _load_checkpoint_safely  # `from torchreid.utils import ...`
+
+
+_patch_checkpoint_loading()
 
 
 def model_factory() -> Dict[str, Callable]:

@@ -126,20 +126,20 @@ def _numpy_scalar_globals() -> list:
     return [scalar, np.dtype, *dtypes]
 
 
-def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
-    """Read a checkpoint safely (``weights_only=True``) and return its state_dict.
+def load_checkpoint(path: PathLike):
+    """Read a whole checkpoint safely (``weights_only=True``), numpy scalars allowed.
 
-    Accepts a bare state_dict or a dict holding one under ``state_dict``; strips the
-    ``module.`` prefix that DataParallel adds.
+    Checkpoints of torchreid's engines hold numpy metrics (``rank1``) besides tensors,
+    which ``torch.load``'s default refuses since torch 2.6. Anything else that is not
+    plain data is refused with a message saying how to convert a trusted file.
     """
     path = Path(path)
     safe_globals = getattr(torch.serialization, 'safe_globals', None)
     try:
         if safe_globals is None:
-            checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-        else:
-            with safe_globals(_numpy_scalar_globals()):
-                checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+            return torch.load(path, map_location='cpu', weights_only=True)
+        with safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
         if 'Unsupported global' in str(error) or 'Unsupported class' in str(error):
             raise PretrainedWeightsError(
@@ -151,6 +151,15 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
         raise _corrupt(path, 'unreadable pickle data') from error
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise _corrupt(path, str(error).splitlines()[0][:200]) from error
+
+
+def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
+    """Read a checkpoint safely (``weights_only=True``) and return its state_dict.
+
+    Accepts a bare state_dict or a dict holding one under ``state_dict``; strips the
+    ``module.`` prefix that DataParallel adds.
+    """
+    checkpoint = load_checkpoint(path)
     state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, dict) or not all(
         isinstance(value, torch.Tensor) for value in state_dict.values()

@@ -1,5 +1,25 @@
 """Convolution blocks of the MSINet cell, OSNet style."""
-from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def conv_bn(conv: nn.Conv2d, bn: nn.Module, x: Tensor) -> Tensor:
+    """``bn(conv(x))``; an eval-mode BatchNorm runs folded into the convolution.
+
+    In eval mode BatchNorm is a per-channel affine map, so scaling the convolution's
+    weights and adding a shift gives the same result in one pass over the output instead
+    of two. The fold is recomputed at every call: weights stay trainable (e.g. with frozen
+    BatchNorm) and state_dicts unchanged.
+    """
+    if bn.training or not isinstance(bn, nn.BatchNorm2d):
+        return bn(conv(x))
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    weight = conv.weight * scale.view(-1, 1, 1, 1)
+    return F.conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class ConvBnAct(nn.Sequential):
@@ -17,6 +37,10 @@ class ConvBnAct(nn.Sequential):
         if act:
             self.relu = nn.ReLU(inplace=True)
 
+    def forward(self, x: Tensor) -> Tensor:
+        x = conv_bn(self.conv, self.bn, x)
+        return self.relu(x) if hasattr(self, 'relu') else x
+
 
 class LightConv3x3(nn.Sequential):
     """Lightweight 3x3 convolution: linear 1x1, depthwise 3x3, BatchNorm, ReLU."""
@@ -28,6 +52,9 @@ class LightConv3x3(nn.Sequential):
         self.bn = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=True)
 
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(conv_bn(self.conv2, self.bn, self.conv1(x)))
+
 
 def light_conv_stack(channels: int, depth: int) -> nn.Module:
     """``depth`` stacked light convolutions; receptive field 1 + 2 * depth.
@@ -38,4 +65,3 @@ def light_conv_stack(channels: int, depth: int) -> nn.Module:
     if depth == 1:
         return LightConv3x3(channels)
     return nn.Sequential(*(LightConv3x3(channels) for _ in range(depth)))
-

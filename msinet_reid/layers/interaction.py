@@ -6,7 +6,6 @@ after interaction. The names are the genotype tokens of the reference implementa
 from typing import Dict, Tuple, Type
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 Pair = Tuple[Tensor, Tensor]
@@ -41,11 +40,11 @@ class ChannelGate(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
 
-    def gate(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self.fc2(self.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
-
     def forward(self, x1: Tensor, x2: Tensor) -> Pair:
-        return x1 * self.gate(x1), x2 * self.gate(x2)
+        # Both branches through the shared MLP at once: one pass instead of two.
+        pooled = torch.cat((x1.mean((2, 3), keepdim=True), x2.mean((2, 3), keepdim=True)))
+        gate1, gate2 = torch.sigmoid(self.fc2(self.relu(self.fc1(pooled)))).chunk(2)
+        return x1 * gate1, x2 * gate2
 
 
 class CrossAttention(nn.Module):
@@ -62,15 +61,14 @@ class CrossAttention(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x1: Tensor, x2: Tensor) -> Pair:
-        b, c, h, w = x1.shape
-        # Both branches in one batch: queries (x1, x2) against keys (x2, x1).
-        query = torch.cat((x1, x2)).flatten(2)
-        key = torch.cat((x2, x1)).flatten(2)
-        energy = torch.bmm(query, key.transpose(1, 2))
-        # softmax is shift invariant, so softmax(max(e) - e) == softmax(-e).
-        attention = torch.softmax(-energy, dim=-1)
-        out = query + self.gamma * torch.bmm(attention, query)
-        return tuple(out.view(2 * b, c, h, w).chunk(2))
+        q1, q2 = x1.flatten(2), x2.flatten(2)
+        # Branch 2's energy (q2 q1^T) is the transpose of branch 1's: one product serves
+        # both. softmax is shift invariant, so softmax(max(e) - e) == softmax(-e).
+        energy = torch.bmm(q1, q2.transpose(1, 2)).neg_()
+        attended1 = torch.bmm(torch.softmax(energy, dim=2), q1).view_as(x1)
+        attended2 = torch.bmm(torch.softmax(energy, dim=1).transpose(1, 2), q2).view_as(x2)
+        # Added to x1/x2 (not to q1/q2), so the outputs keep the inputs' memory format.
+        return x1 + self.gamma * attended1, x2 + self.gamma * attended2
 
 
 INTERACTIONS: Dict[str, Type[nn.Module]] = {

@@ -1,0 +1,243 @@
+"""Inference cost of MSINet against torchreid's OSNet x1.0 and ResNet-50.
+
+Measures, in one run: parameters (classifiers excluded), FLOPs per image counted by
+PyTorch's ``FlopCounterMode`` (which, unlike torchreid's ``compute_model_complexity``,
+sees the matrix products inside attention), and latency at each batch size on the CPU
+(and CUDA when present) for the eager models, MSINet's inference model
+(``msinet_reid.deploy``) and its ONNX export in onnxruntime. Timings are interleaved:
+each repeat runs every variant once, in a rotating order, so that load from other
+processes spreads over all of them; the median and the spread over repeats are reported,
+and each variant's median as a ratio to ResNet-50's.
+
+Usage::
+
+    python benchmarks/inference.py --threads 1 --out benchmarks/results/cpu.json
+    python benchmarks/inference.py --quick  # tiny sizes, one repeat: checks it runs
+"""
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import msinet_reid  # noqa: F401  (registers the models with torchreid)
+from msinet_reid._torchreid import models
+from msinet_reid.deploy import InferenceModel
+
+MODELS = ('resnet50', 'osnet_x1_0', 'msinet', 'msinet_sam')
+BASELINE = 'resnet50'
+MIN_SAMPLE_SECONDS = 0.2  # small batches are timed over several calls per sample
+
+Runner = Callable[[torch.Tensor], object]
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 32])
+    parser.add_argument('--height', type=int, default=256)
+    parser.add_argument('--width', type=int, default=128)
+    parser.add_argument('--repeats', type=int, default=7, help='timed runs of each variant')
+    parser.add_argument('--threads', type=int, default=None,
+                        help="CPU threads for torch and onnxruntime (default: torch's)")
+    parser.add_argument('--devices', nargs='+', default=None,
+                        help='devices to time (default: cpu, and cuda when available)')
+    parser.add_argument('--no-onnx', action='store_true', help='skip onnxruntime')
+    parser.add_argument('--out', type=Path, default=None, help='JSON file for the results')
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny sizes and one repeat, to check that the script runs')
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch_sizes, args.height, args.width, args.repeats = [2], 64, 32, 1
+    if args.devices is None:
+        args.devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    return args
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Parameters used at inference: classifiers excluded, as the paper counts."""
+    return sum(p.numel() for name, p in model.named_parameters() if 'classifier' not in name)
+
+
+@torch.no_grad()
+def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
+    """FLOPs (2 per multiply-accumulate) of one eval-mode forward of one image."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.eval()(torch.randn(1, 3, height, width))
+    return counter.get_total_flops()
+
+
+def onnx_runner(model: torch.nn.Module, height: int, width: int, threads: Optional[int],
+                folder: Path) -> Runner:
+    from msinet_reid.export import INPUT_NAME, OUTPUT_NAME, export_onnx, onnx_session
+
+    path = export_onnx(model, folder / 'msinet.onnx', height, width)
+    session = onnx_session(path, threads)
+    return lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})
+
+
+def build_variants(built: Dict[str, torch.nn.Module], args: argparse.Namespace,
+                   device: torch.device, folder: Path) -> Dict[str, Runner]:
+    """Name -> function running one forward pass of a batch already on ``device``."""
+    variants: Dict[str, Runner] = {name: model.eval().to(device) for name, model in built.items()}
+    msinet = variants['msinet']
+    variants['msinet inference'] = InferenceModel(msinet).to(device)
+    variants['msinet inference NCHW'] = InferenceModel(msinet, channels_last=False).to(device)
+    if device.type == 'cpu' and not args.no_onnx:
+        variants['msinet onnxruntime'] = onnx_runner(msinet, args.height, args.width,
+                                                     args.threads, folder)
+    return variants
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def time_variants(variants: Dict[str, Runner], images: torch.Tensor,
+                  repeats: int) -> Dict[str, List[float]]:
+    """Seconds per forward pass: ``repeats`` samples per variant, interleaved."""
+    device = images.device
+    calls = {}
+    for name, run in variants.items():  # warm up, and size the samples of fast variants
+        run(images)
+        _synchronize(device)
+        start = time.perf_counter()
+        run(images)
+        _synchronize(device)
+        calls[name] = max(1, round(MIN_SAMPLE_SECONDS / (time.perf_counter() - start)))
+    samples: Dict[str, List[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for repeat in range(repeats):
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                variants[name](images)
+            _synchronize(device)
+            samples[name].append((time.perf_counter() - start) / calls[name])
+    return samples
+
+
+def paired_ratios(samples: Dict[str, List[float]], name: str, baseline: str) -> List[float]:
+    """``name``'s time over ``baseline``'s within each repeat: both ran moments apart, so
+    the ratio cancels most of the load that other processes put on the machine."""
+    return [a / b for a, b in zip(samples[name], samples[baseline])]
+
+
+def summarize(samples: Dict[str, List[float]]) -> Dict[str, dict]:
+    summary = {}
+    for name, times in samples.items():
+        median = statistics.median(times)
+        summary[name] = {
+            'median_ms': 1e3 * median,
+            'min_ms': 1e3 * min(times),
+            'max_ms': 1e3 * max(times),
+            'spread': (max(times) - min(times)) / median,  # relative to the median
+            'ratio_to_resnet50': statistics.median(paired_ratios(samples, name, BASELINE)),
+            'samples_ms': [1e3 * t for t in times],
+        }
+    return summary
+
+
+def cpu_name() -> str:
+    cpuinfo = Path('/proc/cpuinfo')
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def environment(args: argparse.Namespace) -> dict:
+    info = {
+        'python': platform.python_version(), 'torch': torch.__version__,
+        'cpu': cpu_name(), 'threads': torch.get_num_threads(),
+        'image': [args.height, args.width], 'repeats': args.repeats,
+    }
+    if 'cuda' in args.devices:
+        info['gpu'] = torch.cuda.get_device_name()
+    try:
+        import onnxruntime
+        info['onnxruntime'] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return info
+
+
+COMPARISONS = {  # label: (variant, baseline)
+    'msinet / osnet_x1_0': ('msinet', 'osnet_x1_0'),
+    'eager / inference': ('msinet', 'msinet inference'),
+    'eager / inference NCHW': ('msinet', 'msinet inference NCHW'),
+    'eager / onnxruntime': ('msinet', 'msinet onnxruntime'),
+}
+
+
+def compare(samples: Dict[str, List[float]]) -> Dict[str, dict]:
+    """The ratios the README quotes: median, min and max over repeats of paired ratios."""
+    ratios = {}
+    for label, (name, baseline) in COMPARISONS.items():
+        if name in samples and baseline in samples:
+            paired = paired_ratios(samples, name, baseline)
+            ratios[label] = {'median': statistics.median(paired), 'min': min(paired),
+                             'max': max(paired)}
+    return ratios
+
+
+def print_report(results: dict) -> None:
+    print(f'{"model":<12}{"params (M)":>12}{"GFLOPs":>10}')
+    for name, facts in results['models'].items():
+        print(f'{name:<12}{facts["params"] / 1e6:>12.2f}{facts["flops"] / 1e9:>10.2f}')
+    for device, batches in results['latency'].items():
+        for batch, measured in batches.items():
+            print(f'\n{device}, batch {batch}: median ms [min, max], '
+                  f'ratio to {BASELINE} (median of paired ratios)')
+            for name, s in measured['variants'].items():
+                print(f'  {name:<24}{s["median_ms"]:>10.1f} [{s["min_ms"]:.1f}, '
+                      f'{s["max_ms"]:.1f}]{s["ratio_to_resnet50"]:>8.2f}x')
+            for label, r in measured['ratios'].items():
+                print(f'  {label:<24}{r["median"]:>10.2f} [{r["min"]:.2f}, {r["max"]:.2f}]')
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    results = {'environment': environment(args), 'models': {}, 'latency': {}}
+    built = {name: models.build_model(name, 751, pretrained=False) for name in MODELS}
+    for name, model in built.items():
+        results['models'][name] = {
+            'params': count_parameters(model),
+            'flops': count_flops(model, args.height, args.width),
+        }
+    with tempfile.TemporaryDirectory() as folder:
+        for device_name in args.devices:
+            device = torch.device(device_name)
+            variants = build_variants(built, args, device, Path(folder))
+            results['latency'][device_name] = {}
+            for batch in args.batch_sizes:
+                print(f'timing {len(variants)} variants on {device_name}, batch {batch}',
+                      file=sys.stderr)
+                images = torch.randn(batch, 3, args.height, args.width, device=device)
+                samples = time_variants(variants, images, args.repeats)
+                results['latency'][device_name][batch] = {
+                    'variants': summarize(samples), 'ratios': compare(samples),
+                }
+    print_report(results)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == '__main__':
+    main()
