@@ -86,10 +86,10 @@ def test_two_processes_match_one_with_the_same_global_batch(root, tmp_path):
         summaries = [r['summaries'][step] for r in ranks]
         expected = single.summaries[step]
         mean_x = (summaries[0]['loss_x'] + summaries[1]['loss_x']) / 2
-        assert mean_x == pytest.approx(expected['loss_x'], rel=1e-4, abs=1e-5)
+        assert mean_x == pytest.approx(expected['loss_x'], rel=1e-3, abs=1e-4)
         for summary in summaries:
-            assert summary['loss_t'] == pytest.approx(expected['loss_t'], rel=1e-4, abs=1e-5)
-            assert summary['loss_sa'] == pytest.approx(expected['loss_sa'], rel=1e-4, abs=1e-5)
+            assert summary['loss_t'] == pytest.approx(expected['loss_t'], rel=1e-3, abs=1e-4)
+            assert summary['loss_sa'] == pytest.approx(expected['loss_sa'], rel=1e-3, abs=1e-4)
 
     weights = [torch.load(tmp_path / f'weights-{r}.pt') for r in (0, 1)]
     assert torch.equal(weights[0], weights[1])  # DDP kept the replicas identical
