@@ -1,5 +1,6 @@
 """The engines under torchrun: one process and two (gloo) train alike, rank 0 alone writes."""
 import json
+import os
 
 import pytest
 import torch
@@ -161,3 +162,48 @@ def test_search_keeps_alpha_weights_and_memories_identical_on_every_process(root
     assert [a.tolist() for a in search.model.arch_parameters()] == result['alpha']
     search.run(save_dir=str(tmp_path / 'search'), max_epoch=2, start_epoch=1, print_freq=100)
     assert len(search.history) == 2
+
+
+KILLED_RUN = '''
+import os, signal, sys
+import torch
+import msinet_reid
+from msinet_reid.engine import ImageMSINetEngine
+from torchreid import data, models
+
+manager = data.ImageDataManager(
+    root=sys.argv[1], sources='market1501', height=64, width=32, transforms=None,
+    batch_size_train=8, num_instances=2, train_sampler='RandomIdentitySampler', workers=0)
+model = models.build_model('msinet', manager.num_train_pids, loss='triplet', pretrained=False)
+engine = ImageMSINetEngine(manager, model, torch.optim.SGD(model.parameters(), lr=0.01),
+                           use_gpu=False)
+step = engine.forward_backward
+
+def forward_backward(data):
+    if engine.dist.rank == 1 and engine.batch_idx == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer or a node failure would
+    return step(data)
+
+engine.forward_backward = forward_backward
+engine.run(save_dir=sys.argv[2], max_epoch=3, print_freq=1)
+'''
+
+
+def test_killing_one_process_fails_the_run_instead_of_hanging(root, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from helpers import free_port
+
+    script = tmp_path / 'killed_run.py'
+    script.write_text(KILLED_RUN)
+    started = time.time()
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={free_port()}', str(script), str(root), str(tmp_path / 'log')],
+        capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert result.returncode != 0
+    assert time.time() - started < 300
+    assert 'Signals.SIGKILL' in result.stderr or 'SIGKILL' in result.stderr, result.stderr[-2000:]
+    assert 'epoch: [1/3][2/' in result.stdout  # it was training when the process died
