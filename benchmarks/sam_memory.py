@@ -21,7 +21,6 @@ import time
 from typing import Callable, Dict, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 import msinet_reid  # noqa: F401  (registers torchreid aliases before anything else)

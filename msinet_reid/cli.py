@@ -1,13 +1,13 @@
 """Command line: ``msinet-reid <command>`` (also ``python -m msinet_reid <command>``)."""
 import argparse
 import dataclasses
-import os
-import tempfile
+import functools
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
+from .atomic import atomic_write
 from .demo import DemoConfig, run_demo
 from .models import list_models
 from .weights import PretrainedWeightsError
@@ -69,15 +69,9 @@ def _add_export(commands) -> None:
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset version')
 
 
-def _save_atomically(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.part')
-    try:
-        with os.fdopen(fd, 'wb') as file:
-            np.save(file, array)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+def _save_npy(array: np.ndarray, path: Path) -> None:
+    with open(path, 'wb') as file:  # a file object: np.save would add '.npy' to a name
+        np.save(file, array)
 
 
 def _extract(args: argparse.Namespace) -> None:
@@ -92,7 +86,7 @@ def _extract(args: argparse.Namespace) -> None:
         model, paths, (args.height, args.width), batch_size=args.batch_size,
         workers=args.workers, device=torch.device(args.device),
     )
-    _save_atomically(args.out, features)
+    atomic_write(args.out, functools.partial(_save_npy, features))
     listing = args.out.with_suffix('.txt')
     listing.write_text(''.join(f'{path}\n' for path in paths))
     print(f'Wrote {features.shape[0]} x {features.shape[1]} features to {args.out}; '

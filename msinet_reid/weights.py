@@ -7,18 +7,18 @@ A checkpoint is looked up, in order, at the path given to the model factory
 """
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
+from .atomic import PathLike, atomic_write
+
 ENV_VAR = 'MSINET_PRETRAINED'
 
-PathLike = Union[str, os.PathLike]
 
 
 class PretrainedWeightsError(RuntimeError):
@@ -90,28 +90,24 @@ def resolve_weights(weights: PretrainedWeights, path: Optional[PathLike] = None)
 
 def _download(weights: PretrainedWeights, target: Path) -> None:
     """Download into ``target`` atomically: a broken download leaves no file behind."""
+    print(f'Downloading {weights.description} ({weights.filename}) to {target}')
+    atomic_write(target, lambda tmp: _fetch(weights, tmp))
+
+
+def _fetch(weights: PretrainedWeights, tmp: Path) -> None:
     import gdown
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, suffix='.part')
-    os.close(fd)
-    tmp = Path(tmp_name)
-    print(f'Downloading {weights.description} ({weights.filename}) to {target}')
     try:
-        try:
-            result = gdown.download(id=weights.gdrive_id, output=str(tmp), quiet=False)
-        except Exception as error:  # gdown raises many kinds; all mean the same here
-            raise PretrainedWeightsError(
-                f'Downloading {weights.filename} failed ({error}). {weights.fixes()}'
-            ) from error
-        if result is None or not tmp.is_file() or tmp.stat().st_size == 0:
-            raise PretrainedWeightsError(
-                f'Downloading {weights.filename} failed (nothing was received). {weights.fixes()}'
-            )
-        load_state_dict_file(tmp)  # refuse to cache something unreadable
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+        result = gdown.download(id=weights.gdrive_id, output=str(tmp), quiet=False)
+    except Exception as error:  # gdown raises many kinds; all mean the same here
+        raise PretrainedWeightsError(
+            f'Downloading {weights.filename} failed ({error}). {weights.fixes()}'
+        ) from error
+    if result is None or not tmp.is_file() or tmp.stat().st_size == 0:
+        raise PretrainedWeightsError(
+            f'Downloading {weights.filename} failed (nothing was received). {weights.fixes()}'
+        )
+    load_state_dict_file(tmp)  # refuse to cache something unreadable
 
 
 def _numpy_scalar_globals() -> list:

@@ -2,7 +2,6 @@
 and running unchanged in one process or under ``torchrun`` with DistributedDataParallel."""
 import builtins
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import nn

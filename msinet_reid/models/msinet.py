@@ -4,7 +4,7 @@ Reference: "MSINet: Twins Contrastive Search of Multi-Scale Interaction for Obje
 ReID", https://arxiv.org/abs/2303.07065. Module names and shapes follow the authors'
 implementation, so their checkpoints load unchanged.
 """
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
