@@ -91,7 +91,7 @@ def run_demo(config: Optional[DemoConfig] = None) -> Dict[str, Dict[str, float]]
     scheduler = optim.build_lr_scheduler(optimizer, lr_scheduler='cosine',
                                          max_epoch=config.epochs)
     trainer = ImageMSINetEngine(datamanager, model, optimizer, scheduler=scheduler,
-                                use_gpu=use_gpu)
+                                use_gpu=use_gpu, seed=config.seed)
     trainer.run(save_dir=str(root / 'log'), max_epoch=config.epochs,
                 print_freq=config.print_freq)
 
