@@ -76,12 +76,14 @@ class IdentitySampler(Sampler[int]):
             groups[pid] = list(indices[:usable].reshape(-1, self.num_instances))
         batches, available = [], sorted(groups)
         while len(available) >= self.pids_per_batch:
-            chosen = rng.choice(len(available), self.pids_per_batch, replace=False)
+            chosen = [available[i] for i in
+                      rng.choice(len(available), self.pids_per_batch, replace=False)]
             batch = []
-            for pid in [available[i] for i in chosen]:
+            for pid in chosen:
                 batch.extend(int(i) for i in groups[pid].pop())
+                if not groups[pid]:
+                    available.remove(pid)
             batches.append(batch)
-            available = [pid for pid in available if groups[pid]]
         return batches
 
     @property
