@@ -90,7 +90,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
         datamanager, model, optimizer, scheduler, use_gpu=use_gpu, eps=args.eps,
         min_samples=args.min_samples, k1=args.k1, k2=args.k2,
         temperature=args.temperature, momentum=args.momentum,
-        num_instances=args.num_instances,
+        num_instances=args.num_instances, seed=args.seed,
     )
     log_dir = args.log_dir or args.root / 'log' / 'cluster_contrast'
     engine.run(save_dir=str(log_dir), max_epoch=args.epochs, print_freq=args.print_freq)

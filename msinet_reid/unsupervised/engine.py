@@ -5,8 +5,8 @@ from typing import Dict
 import torch
 from torch.utils.data import DataLoader
 
-from .._torchreid import data as reid_data
-from .._torchreid import engine as reid_engine
+from ..data.samplers import IdentitySampler
+from ..engine.base import DistributedEngine
 from ..evaluation import extract_features
 from .clustering import cluster_pseudo_labels
 from .memory import ClusterMemory
@@ -20,7 +20,7 @@ def _reading(dataset, items: list, transform):
     return view
 
 
-class ClusterContrastEngine(reid_engine.Engine):
+class ClusterContrastEngine(DistributedEngine):
     """Unsupervised training by Cluster Contrast (Dai et al., 2021) in torchreid's Engine.
 
     Each epoch starts by clustering the training images, whose identities are never
@@ -32,7 +32,9 @@ class ClusterContrastEngine(reid_engine.Engine):
 
     ``model`` must return L2-normalisable embeddings in train mode, e.g.
     ``MSINetEncoder(norm=True)`` from :mod:`msinet_reid.integrations`. Everything else
-    (``run``, progress, testing, checkpoints) is torchreid's.
+    (``run``, progress, testing) is torchreid's; checkpoints are written atomically and
+    batches are drawn from ``seed`` (:class:`~msinet_reid.engine.DistributedEngine`).
+    It runs in a single process: clustering is not distributed.
 
     Example::
 
@@ -45,8 +47,13 @@ class ClusterContrastEngine(reid_engine.Engine):
         self, datamanager, model, optimizer, scheduler=None, use_gpu: bool = True,
         eps: float = 0.6, min_samples: int = 4, k1: int = 30, k2: int = 6,
         temperature: float = 0.05, momentum: float = 0.2, num_instances: int = 4,
+        seed: int = 0,
     ) -> None:
-        super().__init__(datamanager, use_gpu)
+        super().__init__(datamanager, use_gpu, seed)
+        if self.dist.world_size > 1:
+            raise RuntimeError('ClusterContrastEngine runs in a single process; start it '
+                               'with python, not torchrun')
+        self.seed = seed
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -98,8 +105,8 @@ class ClusterContrastEngine(reid_engine.Engine):
         self.memory = ClusterMemory(centroids, self.temperature, self.momentum).to(self.device)
         self.train_loader = DataLoader(
             _reading(self.train_set, pseudo, self.train_set.transform),
-            sampler=reid_data.sampler.RandomIdentitySampler(
-                pseudo, self.batch_size, self.num_instances),
+            sampler=IdentitySampler(pseudo, self.batch_size, self.num_instances,
+                                    seed=self.seed),
             batch_size=self.batch_size, num_workers=self.workers, drop_last=True,
             pin_memory=self.use_gpu)
         return counts
