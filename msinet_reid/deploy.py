@@ -14,11 +14,8 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ._torchreid import models
-from .models import MSINet
+from .models.msinet import TRAINING_HEADS as TRAINING_ONLY, MSINet
 from .weights import PathLike, PretrainedWeightsError, load_state_dict_file
-
-# Modules an eval-mode MSINet never calls: its output is taken before the BN necks.
-TRAINING_ONLY = ('head', 'fc', 'classifier', 'f_head', 'f_fc', 'f_classifier', 'align_module')
 
 
 def _conv_bn_pairs(module: nn.Module) -> Iterator[Tuple[nn.Sequential, str, str]]:

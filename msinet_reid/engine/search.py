@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.optim import Optimizer
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .. import distributed
 from .._torchreid import utils
 from ..atomic import PathLike, atomic_write
 from ..data.samplers import IdentitySampler
+from ..data.views import dataset_view
 from ..evaluation import extract_features
 from ..genotypes import save_genotype
 from ..models.supernet import MSINetSupernet
@@ -51,22 +52,6 @@ def build_search_optimizers(
     scheduler = WarmupMultiStepLR(optimizer, milestones, warmup_epochs=warmup_epochs)
     arch_scheduler = WarmupMultiStepLR(arch_optimizer, milestones, warmup_epochs=0)
     return optimizer, arch_optimizer, scheduler, arch_scheduler
-
-
-class _SearchImages(Dataset):
-    """The images of one search set, yielding torchreid's batch dicts."""
-
-    def __init__(self, items: Sequence[Item], transform) -> None:
-        self.items = items
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict:
-        path, pid, camid, *_ = self.items[index]
-        image = self.transform(utils.read_image(path))
-        return {'img': image, 'pid': pid, 'camid': camid, 'impath': path}
 
 
 def _descend(loss: Tensor, optimizer: Optimizer) -> None:
@@ -233,7 +218,7 @@ class TCMSearchEngine(DistributedEngine):
                 sampler: Optional[IdentitySampler] = None) -> DataLoader:
         base = self.datamanager.train_loader
         return DataLoader(
-            _SearchImages(items, transform), sampler=sampler,
+            dataset_view(base.dataset, items, transform), sampler=sampler,
             batch_size=base.batch_size if sampler is None else sampler.local_batch_size,
             num_workers=base.num_workers, pin_memory=base.pin_memory,
             drop_last=sampler is not None,

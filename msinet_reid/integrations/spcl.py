@@ -23,10 +23,8 @@ from torch import Tensor, nn
 
 from .._torchreid import model_factory
 from ..models import MSICell, MSINet, list_models
+from ..models.msinet import TRAINING_HEADS
 from ..weights import PathLike
-
-# MSINet's torchreid-specific heads, replaced by the encoder's own feat/feat_bn/classifier.
-_TORCHREID_HEADS = ('head', 'fc', 'classifier', 'f_head', 'f_fc', 'f_classifier', 'align_module')
 
 
 def _group_stages(body: MSINet) -> Tuple[List[nn.Sequential], int]:
@@ -65,7 +63,7 @@ def build_body(arch: str = 'msinet', pretrained: bool = True,
                        f'or register a genotype with msinet_reid.register_genotype')
     kwargs = {} if pretrained_path is None else {'pretrained_path': pretrained_path}
     body = model_factory()[arch](num_classes=1, pretrained=pretrained, **kwargs)
-    for name in _TORCHREID_HEADS:
+    for name in TRAINING_HEADS:  # replaced by the encoder's own feat/feat_bn/classifier
         setattr(body, name, None)
     stages, part_stage = _group_stages(body)
     body.cells = nn.Sequential(OrderedDict(

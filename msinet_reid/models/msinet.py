@@ -17,6 +17,8 @@ from ..weights import (
 from .registry import register_model
 
 LOSSES = ('softmax', 'triplet')
+# Modules only the train-mode outputs use: the eval-mode feature is taken before them.
+TRAINING_HEADS = ('head', 'fc', 'classifier', 'f_head', 'f_fc', 'f_classifier', 'align_module')
 
 InteractionFactory = Callable[[str, int], nn.Module]
 """Builds an interaction module from a genotype token and the branch width."""
@@ -288,5 +290,6 @@ def register_genotype(name: str, genotype: Union[str, Sequence[str]]) -> Callabl
 
 __all__ = [
     'GENOTYPES', 'InteractionFactory', 'LOSSES', 'MSICell', 'MSINET_IMAGENET', 'MSINet',
-    'msinet', 'msinet_s', 'msinet_sam', 'msinet_vr', 'build_interaction', 'register_genotype',
+    'TRAINING_HEADS', 'msinet', 'msinet_s', 'msinet_sam', 'msinet_vr', 'build_interaction',
+    'register_genotype',
 ]

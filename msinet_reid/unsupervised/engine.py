@@ -1,23 +1,15 @@
 """Cluster Contrast unsupervised training as a torchreid Engine."""
-import copy
 from typing import Dict
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..data.samplers import IdentitySampler
+from ..data.views import dataset_view
 from ..engine.base import DistributedEngine
 from ..evaluation import extract_features
 from .clustering import cluster_pseudo_labels
 from .memory import ClusterMemory
-
-
-def _reading(dataset, items: list, transform):
-    """A shallow copy of torchreid image dataset ``dataset`` that reads ``items`` instead."""
-    view = copy.copy(dataset)
-    view.data = items
-    view.transform = transform
-    return view
 
 
 class ClusterContrastEngine(DistributedEngine):
@@ -79,7 +71,7 @@ class ClusterContrastEngine(DistributedEngine):
         """Pseudo-label the training images; new train loader and memory. Returns counts."""
         items = self.train_set.train
         loader = DataLoader(
-            _reading(self.train_set, items, self.datamanager.transform_te),
+            dataset_view(self.train_set, items, self.datamanager.transform_te),
             batch_size=self.batch_size, num_workers=self.workers, shuffle=False)
         features, _, _ = extract_features(self.model, loader, self.device)
         labels = cluster_pseudo_labels(features, **self.clustering)
@@ -104,7 +96,7 @@ class ClusterContrastEngine(DistributedEngine):
             0, torch.from_numpy(labels[labels >= 0]).long(), features[keep])
         self.memory = ClusterMemory(centroids, self.temperature, self.momentum).to(self.device)
         self.train_loader = DataLoader(
-            _reading(self.train_set, pseudo, self.train_set.transform),
+            dataset_view(self.train_set, pseudo, self.train_set.transform),
             sampler=IdentitySampler(pseudo, self.batch_size, self.num_instances,
                                     seed=self.seed),
             batch_size=self.batch_size, num_workers=self.workers, drop_last=True,
