@@ -27,7 +27,8 @@ def test_tiny_demo_trains_and_evaluates_through_torchreid(tmp_path, capsys, monk
     assert set(results) == {'untrained', 'trained'}
     for scores in results.values():
         assert set(scores) == {'rank1', 'mAP'}
-        assert all(0.0 <= value <= 1.0 for value in scores.values())
+    # Even this tiny run learns: the trained model ranks the test identities better.
+    assert results['trained']['mAP'] > results['untrained']['mAP'] + 0.05
     # Progress and the comparison table are shown.
     for line in ('[1/4]', '[3/4]', 'epoch: [1/1]', 'Rank-1', 'untrained msinet', 'trained msinet'):
         assert line in out
