@@ -7,7 +7,6 @@ import torch
 
 import msinet_reid  # noqa: F401
 from msinet_reid import distributed
-from msinet_reid.data import make_market1501
 from msinet_reid.engine import ImageMSINetEngine
 from msinet_reid.losses import SAM_MODES
 from msinet_reid.models.msinet import CLASSIFIER_HEADS, TRAINING_HEADS
@@ -62,11 +61,8 @@ def _rank_job(info, root, out):
 
 
 @pytest.fixture(scope='module')
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('market')
-    make_market1501(root, num_train_ids=8, num_test_ids=4, height=64, width=32,
-                    progress=False)
-    return root
+def root(tiny_market):
+    return tiny_market()
 
 
 def test_two_processes_match_one_with_the_same_global_batch(root, tmp_path):
