@@ -192,7 +192,7 @@ def test_fixbase_epochs_train_the_open_layers_then_all_under_two_processes(root,
 
 def _search_job(info, root, out):
     from msinet_reid._torchreid import utils
-    from msinet_reid.engine import TCMSearchEngine
+    from msinet_reid.search import TCMSearchEngine
 
     utils.set_random_seed(info.rank)  # different initial weights: rank 0's are broadcast
     search = _search_engine(root)
@@ -218,8 +218,7 @@ def _search_job(info, root, out):
 
 
 def _search_engine(root):
-    from msinet_reid.engine import TCMSearchEngine, build_search_optimizers
-    from msinet_reid.search import MSINetSupernet
+    from msinet_reid.search import MSINetSupernet, TCMSearchEngine, build_search_optimizers
 
     manager = reid_data.ImageDataManager(
         root=str(root), sources='market1501', height=64, width=32, transforms=['random_flip'],

@@ -44,15 +44,16 @@ class MSICell(nn.Module):
     Two branches of a 1x1 reduction and light 3x3 convolutions at depths 1 and 3 (scale
     ratio 3:1), interacting twice, fused by a sum and added to the input. ``interaction``
     builds the two interaction modules (the architecture search plugs in mixed ones).
+    The branches are ``out_channels // bottleneck`` wide, or ``mid_channels``.
     """
 
     def __init__(
         self, in_channels: int, out_channels: int, ops: Sequence[str],
         bottleneck: int = 4, depths: Tuple[int, int] = (1, 3),
-        interaction: InteractionFactory = build_interaction,
+        interaction: InteractionFactory = build_interaction, mid_channels: Optional[int] = None,
     ) -> None:
         super().__init__()
-        mid = out_channels // bottleneck
+        mid = mid_channels or out_channels // bottleneck
         self.conv1a = ConvBnAct(in_channels, mid)
         self.conv1b = ConvBnAct(in_channels, mid)
         self.conv2a = light_conv_stack(mid, depths[0])
@@ -80,6 +81,46 @@ class MSICell(nn.Module):
 def _transition(channels: int) -> nn.Module:
     """Down-sampling between stages: 1x1 conv block, then 2x2 average pooling."""
     return nn.Sequential(ConvBnAct(channels, channels), nn.AvgPool2d(2, stride=2))
+
+
+def build_cells(
+    channels: Sequence[int], genotype: Sequence[str],
+    interaction: InteractionFactory = build_interaction, branches_from: str = 'output',
+) -> nn.ModuleList:
+    """MSINet's three stages: two cells each, with a transition after the first two.
+
+    ``branches_from='output'`` sizes each cell's branches from its output width, as the
+    final network does; ``'input'`` from its input width, as the reference supernet did.
+    """
+    if branches_from not in ('input', 'output'):
+        raise ValueError(f"branches_from must be 'input' or 'output', got {branches_from!r}")
+    cells = nn.ModuleList()
+    ops = iter(genotype)
+    for stage, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+        for width in (c_in, c_out):
+            mid = width // 4 if branches_from == 'input' else None
+            cells.append(MSICell(width, c_out, (next(ops), next(ops)),
+                                 interaction=interaction, mid_channels=mid))
+        if stage < 2:
+            cells.append(_transition(c_out))
+    return cells
+
+
+def init_weights(module: nn.Module, linear_std: float = 0.01) -> None:
+    """The authors' initialisation: Kaiming (fan-out) convolutions, unit BatchNorm,
+    ``N(0, linear_std)`` linear layers, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, linear_std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class MSINet(nn.Module):
@@ -126,14 +167,7 @@ class MSINet(nn.Module):
 
         self.conv1 = ConvBnAct(3, channels[0], 7, stride=2, padding=3)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.cells = nn.ModuleList()
-        ops = iter(self.genotype)
-        for stage, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
-            for width in (c_in, c_out):
-                self.cells.append(
-                    MSICell(width, c_out, (next(ops), next(ops)), interaction=interaction))
-            if stage < 2:
-                self.cells.append(_transition(c_out))
+        self.cells = build_cells(channels, self.genotype, interaction)
         # Stage-2 output (after its transition) feeds the part head.
         self.part_source = 5
 
@@ -151,18 +185,7 @@ class MSINet(nn.Module):
         self._init_params()
 
     def _init_params(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_weights(self)
         # BNNeck: the necks' shift stays zero.
         self.head.bias.requires_grad_(False)
         self.f_head.bias.requires_grad_(False)
@@ -291,7 +314,7 @@ def register_genotype(name: str, genotype: Union[str, Sequence[str]]) -> Callabl
 
 
 __all__ = [
-    'CLASSIFIER_HEADS', 'GENOTYPES', 'InteractionFactory', 'LOSSES', 'MSICell', 'MSINET_IMAGENET', 'MSINet',
-    'TRAINING_HEADS', 'msinet', 'msinet_s', 'msinet_sam', 'msinet_vr', 'build_interaction',
-    'register_genotype',
+    'CLASSIFIER_HEADS', 'GENOTYPES', 'InteractionFactory', 'LOSSES', 'MSICell', 'MSINET_IMAGENET',
+    'MSINet', 'TRAINING_HEADS', 'build_cells', 'build_interaction', 'init_weights', 'msinet',
+    'msinet_s', 'msinet_sam', 'msinet_vr', 'register_genotype',
 ]
