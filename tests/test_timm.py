@@ -5,6 +5,7 @@ nothing is downloaded.
 """
 import importlib
 import sys
+import warnings
 
 import pytest
 import timm
@@ -143,10 +144,26 @@ def test_names_timm_has_are_refused_everywhere():
     assert timm.models.model_entrypoint('resnet10t').__module__ == 'timm.models.resnet'
 
 
-def test_missing_timm_names_the_install_command(monkeypatch):
+@pytest.fixture
+def reimport(monkeypatch):
+    """Run ``msinet_reid/__init__.py`` again, with its timm integration not yet imported."""
+    monkeypatch.delitem(sys.modules, 'msinet_reid.integrations.timm')
+    monkeypatch.delattr(msinet_reid.integrations, 'timm')
+    return lambda: importlib.reload(msinet_reid)
+
+
+def test_msinet_reid_imports_without_timm(monkeypatch, reimport):
     for name in [name for name in sys.modules if name.startswith('timm.')]:
         monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, 'timm', None)  # `import timm` now fails as if absent
-    monkeypatch.delitem(sys.modules, 'msinet_reid.integrations.timm')
-    with pytest.raises(ImportError, match=r'pip install "msinet-reid\[timm\]"'):
+    monkeypatch.setitem(sys.modules, 'timm', None)  # `import timm` fails as if not installed
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        reimport()
+    with pytest.raises(ImportError, match=r'needs timm: pip install "msinet-reid\[timm\]"'):
         importlib.import_module('msinet_reid.integrations.timm')
+
+
+def test_a_broken_timm_does_not_break_msinet_reid(monkeypatch, reimport):
+    monkeypatch.setitem(sys.modules, 'msinet_reid.integrations.timm', None)  # fails to import
+    with pytest.warns(UserWarning, match='the MSINet models are not registered with timm'):
+        reimport()
