@@ -120,6 +120,8 @@ def test_pretrained_loads_the_authors_checkpoint(imagenet_checkpoint, hub_dir, m
     for key, value in model.state_dict().items():  # classifiers included: 1000 classes
         torch.testing.assert_close(value, saved[key], msg=key)
     assert 'Loaded 561/561 tensors' in capsys.readouterr().out
+    embedder = timm.create_model('msinet', pretrained=True, num_classes=0)
+    torch.testing.assert_close(embedder.state_dict()['fc.weight'], saved['fc.weight'])
 
     monkeypatch.delenv(ENV_VAR)
     backbone = timm.create_model('msinet_sam', pretrained=True, features_only=True,

@@ -96,24 +96,23 @@ class TimmMSINet(MSINet):
             self.reset_classifier(0)
         self.num_features = self.fc.in_features + self.f_conv.in_channels
         self.head_hidden_size = self.feature_dim
-        self.feature_info = self._stage_maps()
-        self._stage_ends = {
-            int(info['module'].split('.')[1]): stage
-            for stage, info in enumerate(self.feature_info) if info['module'] != 'conv1'
-        }
+        stages = self._stage_maps()
+        self.feature_info = [info for _, info in stages]
+        self._stage_cells = [cell for cell, _ in stages]  # -1: the stem
 
-    def _stage_maps(self) -> List[Dict[str, Any]]:
-        """The stem's output, then the last cell before each down-sampling transition."""
-        info = [dict(num_chs=self.conv1.conv.out_channels, reduction=2, module='conv1')]
+    def _stage_maps(self) -> List[Tuple[int, Dict[str, Any]]]:
+        """The stem's output, then the last cell before each down-sampling transition:
+        ``(cell index, feature info)`` of each."""
+        stages = [(-1, dict(num_chs=self.conv1.conv.out_channels, reduction=2, module='conv1'))]
         reduction = 4  # the stem's max pooling halves again
         cells = list(self.cells)
         for index, cell in enumerate(cells):
             if not isinstance(cell, MSICell):
                 reduction *= 2
             elif index + 1 == len(cells) or not isinstance(cells[index + 1], MSICell):
-                info.append(dict(num_chs=cell.conv4a.conv.out_channels, reduction=reduction,
-                                 module=f'cells.{index}'))
-        return info
+                stages.append((index, dict(num_chs=cell.conv4a.conv.out_channels,
+                                           reduction=reduction, module=f'cells.{index}')))
+        return stages
 
     def get_classifier(self) -> Tuple[nn.Module, nn.Module]:
         """The global and the part classifier."""
@@ -150,28 +149,24 @@ class TimmMSINet(MSINet):
         """
         if output_fmt != 'NCHW':
             raise ValueError(f"MSINet's feature maps are NCHW, not {output_fmt}")
-        take = _take_indices(len(self.feature_info), indices)
-        last = max(take)
+        taken_cells = {self._stage_cells[stage] for stage in _take_indices(
+            len(self.feature_info), indices)}
+        stop = max(taken_cells) if stop_early or intermediates_only else len(self.cells)
         x = self.conv1(x)
-        intermediates = [x] if 0 in take else []
+        intermediates = [x] if -1 in taken_cells else []
         x = self.maxpool(x)
         part = None
         for index, cell in enumerate(self.cells):
-            if (stop_early or intermediates_only) and index > self._cell_of_stage(last):
+            if index > stop:
                 return intermediates if intermediates_only else (x, intermediates)
             x = cell(x)
             if index == self.part_source:
                 part = x
-            if self._stage_ends.get(index) in take:
+            if index in taken_cells:
                 intermediates.append(x)
         if intermediates_only:
             return intermediates
         return torch.cat((x, part), dim=1), intermediates
-
-    def _cell_of_stage(self, stage: int) -> int:
-        """Index of the cell whose output is feature map ``stage`` (-1 for the stem)."""
-        module = self.feature_info[stage]['module']
-        return -1 if module == 'conv1' else int(module.split('.')[1])
 
     def prune_intermediate_layers(
         self, indices: Union[int, Sequence[int]] = 1, prune_norm: bool = False,
@@ -180,7 +175,7 @@ class TimmMSINet(MSINet):
         """Drop the cells after the last map of ``indices`` and, with ``prune_head``,
         the heads: what ``features_only=True`` keeps. Returns the indices taken."""
         take = _take_indices(len(self.feature_info), indices)
-        self.cells = self.cells[:self._cell_of_stage(max(take)) + 1]
+        self.cells = self.cells[:self._stage_cells[max(take)] + 1]
         if prune_head:
             for name in TRAINING_HEADS + ('f_conv',):
                 setattr(self, name, None)
@@ -217,7 +212,8 @@ def _pretrained_cfg(weights: Optional[PretrainedWeights]) -> Dict[str, Any]:
     """timm's pretrained cfg: ReID input (256x128 persons, resized without a crop) and,
     where published, the authors' ImageNet weights with their 1000-class classifiers."""
     cfg = dict(
-        num_classes=1000, input_size=INPUT_SIZE, pool_size=(16, 8), crop_pct=1.0,
+        num_classes=1000, input_size=INPUT_SIZE,
+        pool_size=tuple(side // 16 for side in INPUT_SIZE[1:]), crop_pct=1.0,
         interpolation='bilinear', mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
         first_conv='conv1.conv', classifier=('classifier', 'f_classifier'),
         paper_ids='arXiv:2303.07065', paper_name=PAPER,

@@ -240,7 +240,8 @@ def msinet(num_classes: int, loss: str = 'softmax', pretrained: bool = True, use
     """MSINet (paper Table 1), searched on MSMT17; ImageNet-pretrained weights available.
 
     ``use_gpu`` is accepted for torchreid's factory signature and ignored: move the model
-    with ``.to(device)``. ``pretrained_path=`` names a local checkpoint.
+    with ``.to(device)``. ``pretrained_path=`` names a local checkpoint; ``model_cls=``
+    builds a subclass of MSINet instead (the timm integration's ``TimmMSINet``).
 
     Example::
 
