@@ -112,6 +112,19 @@ def test_features_only_out_indices_are_the_stage_maps():
     torch.testing.assert_close(maps[1], seen[7])
 
 
+def test_intermediates_stop_after_the_last_map_requested():
+    model = timm.create_model('msinet_vr', num_classes=0).eval()
+    ran = []
+    for index, cell in enumerate(model.cells):
+        cell.register_forward_hook(lambda *_, index=index: ran.append(index))
+    x = torch.randn(SMALL)
+    stem, stage1 = model.forward_intermediates(x, indices=(0, 1), intermediates_only=True)
+    assert ran == [0, 1] and stem.shape[1:] == (64, 32, 16) and stage1.shape[1:] == (256, 16, 8)
+    features, maps = model.forward_intermediates(x, indices=1)
+    torch.testing.assert_close(features, model.forward_features(x))
+    assert len(maps) == 1 and maps[0].shape[1:] == (512, 4, 2)
+
+
 def test_pretrained_loads_the_authors_checkpoint(imagenet_checkpoint, hub_dir, monkeypatch, capsys):
     monkeypatch.setenv(ENV_VAR, str(imagenet_checkpoint))
     saved = torch.load(imagenet_checkpoint, weights_only=False)['state_dict']
