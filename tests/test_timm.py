@@ -157,6 +157,11 @@ def test_names_timm_has_are_refused_everywhere():
     assert 'resnet10t' not in msinet_reid.list_models()
     assert 'resnet10t' not in msinet_reid._torchreid.model_factory()
     assert timm.models.model_entrypoint('resnet10t').__module__ == 'timm.models.resnet'
+    # The integration's module holds the timm entrypoints: its own names stay its own.
+    with pytest.raises(ValueError, match="'TimmMSINet' is taken"):
+        msinet_reid.register_genotype('TimmMSINet', GENOTYPE)
+    assert msinet_reid.integrations.timm.TimmMSINet is TimmMSINet
+    assert msinet_reid.integrations.timm.msinet_vr().genotype == msinet_reid.GENOTYPES['msinet_vr']
 
 
 @pytest.fixture
