@@ -4,7 +4,7 @@ Reference: "MSINet: Twins Contrastive Search of Multi-Scale Interaction for Obje
 ReID", https://arxiv.org/abs/2303.07065. Module names and shapes follow the authors'
 implementation, so their checkpoints load unchanged.
 """
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
 from torch import Tensor, nn
@@ -212,18 +212,26 @@ class MSINet(nn.Module):
             )
         return torch.cat((x[:, :, :half].mean((2, 3)), x[:, :, half:].mean((2, 3))), dim=1)
 
+    def pool_features(self, x: Tensor, part: Tensor) -> Tuple[Tensor, Tensor]:
+        """The 512-d global feature of the final maps and the 256-d part feature of the
+        stage-2 maps (both before the BN necks)."""
+        return self.gap(x).flatten(1), self.part_features(part)
+
+    def logits(self, v: Tensor, f_v: Tensor) -> List[Tensor]:
+        """Classify the global and the part feature, each through its BN neck."""
+        return [
+            self.classifier(self.head(self.fc(v))),
+            self.f_classifier(self.f_head(self.f_fc(f_v))),
+        ]
+
     def forward(self, x: Tensor, return_featuremaps: bool = False):
         x, part = self.featuremaps(x)
         if return_featuremaps:
             return x
-        v = self.gap(x).flatten(1)
-        f_v = self.part_features(part)
+        v, f_v = self.pool_features(x, part)
         if not self.training:
             return torch.cat((v, f_v), dim=1)
-        logits = [
-            self.classifier(self.head(self.fc(v))),
-            self.f_classifier(self.f_head(self.f_fc(f_v))),
-        ]
+        logits = self.logits(v, f_v)
         if self.loss == 'softmax':
             return logits
         return logits, [v, f_v]
@@ -232,9 +240,9 @@ class MSINet(nn.Module):
 def _create_msinet(
     genotype: Union[str, Sequence[str]], num_classes: int, loss: str, pretrained: bool,
     weights: Optional[PretrainedWeights] = None, pretrained_path: Optional[PathLike] = None,
-    **kwargs,
+    model_cls: Type[MSINet] = MSINet, **kwargs,
 ) -> MSINet:
-    model = MSINet(num_classes, genotype, loss=loss, **kwargs)
+    model = model_cls(num_classes, genotype, loss=loss, **kwargs)
     if pretrained:
         if weights is None and pretrained_path is None:
             raise PretrainedWeightsError(
@@ -246,13 +254,13 @@ def _create_msinet(
     return model
 
 
-@register_model
 def msinet(num_classes: int, loss: str = 'softmax', pretrained: bool = True, use_gpu: bool = True,
            **kwargs) -> MSINet:
     """MSINet (paper Table 1), searched on MSMT17; ImageNet-pretrained weights available.
 
     ``use_gpu`` is accepted for torchreid's factory signature and ignored: move the model
-    with ``.to(device)``. ``pretrained_path=`` names a local checkpoint.
+    with ``.to(device)``. ``pretrained_path=`` names a local checkpoint; ``model_cls=``
+    builds a subclass of MSINet instead (the timm integration's ``TimmMSINet``).
 
     Example::
 
@@ -263,7 +271,8 @@ def msinet(num_classes: int, loss: str = 'softmax', pretrained: bool = True, use
     return _create_msinet('msinet', num_classes, loss, pretrained, MSINET_IMAGENET, **kwargs)
 
 
-register_model(msinet, name='msinet_x1_0')
+register_model(msinet, weights=MSINET_IMAGENET)
+register_model(msinet, name='msinet_x1_0', weights=MSINET_IMAGENET)
 
 
 @register_model
@@ -280,7 +289,6 @@ def msinet_s(num_classes: int, loss: str = 'softmax', pretrained: bool = True,
     return _create_msinet('msinet_s', num_classes, loss, pretrained, **kwargs)
 
 
-@register_model
 def msinet_sam(num_classes: int, loss: str = 'softmax', pretrained: bool = True,
                use_gpu: bool = True, **kwargs) -> MSINet:
     """MSINet with the Spatial Alignment Module (paper sec. 3.3); same outputs as ``msinet``.
@@ -290,6 +298,9 @@ def msinet_sam(num_classes: int, loss: str = 'softmax', pretrained: bool = True,
     return _create_msinet(
         'msinet', num_classes, loss, pretrained, MSINET_IMAGENET, sam=True, **kwargs
     )
+
+
+register_model(msinet_sam, weights=MSINET_IMAGENET)
 
 
 def register_genotype(name: str, genotype: Union[str, Sequence[str]]) -> Callable:
