@@ -4,7 +4,7 @@ Reference: "MSINet: Twins Contrastive Search of Multi-Scale Interaction for Obje
 ReID", https://arxiv.org/abs/2303.07065. Module names and shapes follow the authors'
 implementation, so their checkpoints load unchanged.
 """
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -204,12 +204,16 @@ class MSINet(nn.Module):
         return logits, [v, f_v]
 
 
+# The named genotypes whose ImageNet-pretrained weights are published.
+IMAGENET_WEIGHTS: Dict[str, PretrainedWeights] = {'msinet': MSINET_IMAGENET}
+
+
 def _create_msinet(
     genotype: Union[str, Sequence[str]], num_classes: int, loss: str, pretrained: bool,
-    weights: Optional[PretrainedWeights] = None, pretrained_path: Optional[PathLike] = None,
-    **kwargs,
+    pretrained_path: Optional[PathLike] = None, **kwargs,
 ) -> MSINet:
     model = MSINet(num_classes, genotype, loss=loss, **kwargs)
+    weights = IMAGENET_WEIGHTS.get(genotype) if isinstance(genotype, str) else None
     if pretrained:
         if weights is None and pretrained_path is None:
             raise PretrainedWeightsError(
@@ -235,7 +239,7 @@ def msinet(num_classes: int, loss: str = 'softmax', pretrained: bool = True, use
         >>> model = torchreid.models.build_model('msinet', num_classes=751, loss='triplet',
         ...                                      pretrained=False)
     """
-    return _create_msinet('msinet', num_classes, loss, pretrained, MSINET_IMAGENET, **kwargs)
+    return _create_msinet('msinet', num_classes, loss, pretrained, **kwargs)
 
 
 register_model(msinet, name='msinet_x1_0')
@@ -262,9 +266,7 @@ def msinet_sam(num_classes: int, loss: str = 'softmax', pretrained: bool = True,
 
     Pretrained loading fills everything but the SAM parameters from MSINet's checkpoint.
     """
-    return _create_msinet(
-        'msinet', num_classes, loss, pretrained, MSINET_IMAGENET, sam=True, **kwargs
-    )
+    return _create_msinet('msinet', num_classes, loss, pretrained, sam=True, **kwargs)
 
 
 def register_genotype(name: str, genotype: Union[str, Sequence[str]]) -> Callable:
@@ -289,7 +291,7 @@ def register_genotype(name: str, genotype: Union[str, Sequence[str]]) -> Callabl
 
 
 __all__ = [
-    'GENOTYPES', 'InteractionFactory', 'LOSSES', 'MSICell', 'MSINET_IMAGENET', 'MSINet',
-    'TRAINING_HEADS', 'msinet', 'msinet_s', 'msinet_sam', 'msinet_vr', 'build_interaction',
-    'register_genotype',
+    'GENOTYPES', 'IMAGENET_WEIGHTS', 'InteractionFactory', 'LOSSES', 'MSICell', 'MSINET_IMAGENET',
+    'MSINet', 'TRAINING_HEADS', 'msinet', 'msinet_s', 'msinet_sam', 'msinet_vr',
+    'build_interaction', 'register_genotype',
 ]
