@@ -5,13 +5,13 @@ their ``<project>.models`` package. This launcher adds MSINet to that factory (w
 outputs that project's trainers unpack), then runs the script as ``python SCRIPT ARGS``
 would, so ``-a msinet`` works without editing it. Run it from the project's checkout:
 the working directory goes on ``sys.path``, as IDM's scripts (IDM has no setup.py) put
-it there themselves. From a SpCL checkout (installed with ``python setup.py develop``)::
+it there themselves. From a SpCL checkout::
 
     python /path/to/msinet-reid/examples/run_with_msinet.py spcl \\
         examples/spcl_train_usl.py -d market1501 -a msinet --iters 400
 
 and from an IDM checkout (``--featureSize 768``: XBM stores MSINet's pooled features;
-``--stage`` 0-3)::
+``--stage`` 0-3; ``train_baseline.py -a msinet`` likewise)::
 
     python /path/to/msinet-reid/examples/run_with_msinet.py idm \\
         examples/train_idm.py -ds market1501 -dt msmt17 -a msinet_idm \\
