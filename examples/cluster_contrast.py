@@ -24,7 +24,7 @@ import msinet_reid  # noqa: F401  (registers MSINet, makes torchreid's modules i
 from msinet_reid.data import make_market1501
 from msinet_reid.demo import default_root
 from msinet_reid.evaluation import evaluate
-from msinet_reid.integrations import MSINetEncoder
+from msinet_reid.models import MSINetEncoder
 from msinet_reid.unsupervised import ClusterContrastEngine
 from torchreid import data, optim, utils
 

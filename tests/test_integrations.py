@@ -15,10 +15,20 @@ encoders meet are written below as stand-ins that follow their contracts:
 * IDM's mixing module is built as ``IDM(channel=C)``; in training it takes the batch
   (source then target, ``n`` each) and returns ``(cat(source, target, mixed), ratios)``
   with ``ratios`` of shape ``(n, 2)``, rows summing to one.
+* What the trainers unpack from a training forward differs: SpCL's trainers take the
+  plain ResNet's output as one tensor (logits with a classifier, else the embedding);
+  IDM's ``Baseline_Trainer`` unpacks ``prob, feats = model(inputs)`` (its ResNet returns
+  ``(logits, pooled)``, or ``(logits, pooled, normalised embedding)`` with ``norm``) and
+  feeds ``feats`` to its triplet loss and XBM memory (``--featureSize``); its scripts
+  initialise classifier rows from eval-mode features.
+* Their scripts call ``models.create`` without ``pretrained``; IDM's put the working
+  directory on ``sys.path`` themselves (``sys.path.append(".")``) before ``from idm
+  import models``: IDM has no setup.py and runs from its checkout.
 """
 import importlib.util
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -27,9 +37,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from msinet_reid.integrations import (
-    CONSTRUCTORS, MSINetEncoder, MSINetIDM, idm_bn_names, register_models,
+    MSINetIDM, MSINetIDMEncoder, constructors, find_host, idm_bn_names, register_models,
 )
-from msinet_reid.models import MSINet
+from msinet_reid.models import MSINet, MSINetEncoder
+from msinet_reid.weights import ENV_VAR, PretrainedWeightsError
 
 LAUNCHER = Path(__file__).resolve().parents[1] / 'examples' / 'run_with_msinet.py'
 N, HEIGHT, WIDTH = 2, 64, 32  # n images per domain; MSINet's smallest input height
@@ -123,10 +134,19 @@ def images(n=N):
     return torch.randn(n, 3, HEIGHT, WIDTH)
 
 
-def spcl_factory():
-    factory = {'resnet50': lambda **kwargs: None}
+def host_factory(package='spcl'):
+    """``package``'s model factory (one ResNet from ``<package>.models``) with MSINet added."""
+    def resnet50(**kwargs):
+        raise AssertionError('not built in these tests')
+
+    resnet50.__module__ = f'{package}.models.resnet'
+    factory = {'resnet50': resnet50}
     register_models(factory)
     return factory
+
+
+def spcl_factory():
+    return host_factory('spcl')
 
 
 def build(name='msinet', **kwargs):
@@ -223,7 +243,7 @@ def test_spcl_dsbn_conversion():
 def test_register_models_adds_every_constructor():
     factory = {'resnet50': lambda **kwargs: None}
     names = register_models(factory)
-    assert names == list(CONSTRUCTORS) == [
+    assert names == list(constructors()) == [
         'msinet', 'msinet_vr', 'msinet_s', 'msinet_idm', 'msinet_vr_idm', 'msinet_s_idm']
     assert sorted(factory) == sorted(names + ['resnet50'])
     assert register_models(factory, prefix='x_') == ['x_' + name for name in names]
@@ -255,6 +275,110 @@ def test_register_models_binds_the_mixing_module():
     assert all(isinstance(m, StandInIDM) for m in model.idm)
     with pytest.raises(TypeError, match='mixing_module must be an nn.Module class'):
         register_models({}, mixing_module=StandInIDM())
+
+
+# ---------------------------------------------------------------- each host's contract
+
+SCRIPT_KWARGS = {key: value for key, value in SPCL_KWARGS.items() if key != 'pretrained'}
+
+
+def idm_baseline_step(model, num_classes):
+    """One iteration of IDM's ``Baseline_Trainer``: source then target images in one
+    batch, ``prob, feats = model(inputs)``, cross-entropy on the logits, a triplet-style
+    loss on ``feats``."""
+    prob, feats = model(torch.cat((images(), images())))
+    targets = torch.arange(2 * N) % num_classes
+    loss = F.cross_entropy(prob[:, :num_classes], targets) + torch.cdist(feats, feats).mean()
+    loss.backward()
+    return prob, feats
+
+
+@pytest.mark.parametrize('package, encoder', [
+    ('spcl', MSINetEncoder), ('idm', MSINetIDMEncoder), ('clustercontrast', MSINetEncoder),
+])
+def test_each_host_gets_the_encoder_its_trainers_unpack(package, encoder):
+    factory = host_factory(package)
+    assert find_host(factory) == package.replace('clustercontrast', 'spcl')
+    assert type(create(factory, 'msinet', **SPCL_KWARGS)) is encoder
+    assert type(create(factory, 'msinet_idm', mixing_module=StandInIDM, **SPCL_KWARGS)) is MSINetIDM
+
+
+def test_the_host_can_be_named():
+    factory = {}
+    register_models(factory, host='idm')
+    assert type(create(factory, 'msinet', **SPCL_KWARGS)) is MSINetIDMEncoder
+    with pytest.raises(ValueError, match="host='torchreid': MSINet has encoders for spcl, idm"):
+        register_models({}, host='torchreid')
+
+
+def test_idm_baseline_trains_msinet_as_its_resnet():
+    """train_baseline.py: models.create(arch, num_features=0, norm=False, dropout=0,
+    num_classes=C), convert_dsbn, classifier rows from eval features, Baseline_Trainer."""
+    model = create(host_factory('idm'), 'msinet', pretrained=False, num_features=0,
+                   norm=False, dropout=0, num_classes=6)
+    convert_dsbn(model)
+    with torch.no_grad():
+        centroids = model.eval()(images(3))
+        model.classifier.weight[:3] = centroids
+    prob, feats = idm_baseline_step(model.train(), 6)
+    assert prob.shape == (2 * N, 6) and feats.shape == (2 * N, 768)  # --featureSize 768
+    assert model.classifier.weight.grad is not None
+    assert model.base.conv1.conv.weight.grad is not None
+
+
+def test_idm_plain_outputs_follow_its_resnet():
+    def build_plain(**kwargs):
+        return create(host_factory('idm'), 'msinet', **{**SPCL_KWARGS, **kwargs})
+
+    x = images(4)
+    logits, pooled, normalised = build_plain(num_features=64, norm=True, num_classes=6).train()(x)
+    assert logits.shape == (4, 6) and pooled.shape == (4, 768)
+    assert normalised.shape == (4, 64) and is_unit(normalised)
+    embedding = build_plain(num_features=64).train()(x)
+    assert embedding.shape == (4, 64) and embedding.min() >= 0  # ReLU after feat
+    model = build_plain(num_classes=6).eval()
+    with torch.no_grad():
+        prob, pooled = model(x, output_prob=True)
+        features = model(x)
+    assert prob.shape == (4, 6) and pooled.shape == (4, 768)
+    assert features.shape == (4, 768) and is_unit(features)
+
+
+# ---------------------------------------------------------------- pretrained weights
+
+@pytest.mark.parametrize('name', ['msinet_vr', 'msinet_s', 'msinet_vr_idm', 'msinet_s_idm'])
+def test_unpublished_weights_start_from_scratch_with_a_warning(name):
+    """The scripts never pass pretrained=False; these MSINets have no published weights."""
+    factory = {}
+    register_models(factory, mixing_module=StandInIDM)
+    arch = name.replace('_idm', '')
+    with pytest.warns(UserWarning, match=rf"{name}: no ImageNet weights are published for "
+                                         rf"MSINet '{arch}', so it starts from random "
+                                         rf"initialisation.*pass pretrained_path="):
+        model = create(factory, name, **SCRIPT_KWARGS)
+    assert model.num_features == 768
+
+
+def test_weights_of_your_own_load_without_a_warning(tmp_path):
+    reference = MSINet(1, 'msinet_s')
+    path = tmp_path / 'msinet_s.pth'
+    torch.save({'state_dict': reference.state_dict()}, path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('error', message='.*no ImageNet weights')
+        model = create(spcl_factory(), 'msinet_s', pretrained_path=path, **SCRIPT_KWARGS)
+    torch.testing.assert_close(model.base.conv1.conv.weight, reference.conv1.conv.weight)
+
+
+def test_msinet_loads_its_published_weights_as_before(tmp_path, monkeypatch):
+    reference = MSINet(1, 'msinet')
+    path = tmp_path / 'msinet.pth'
+    torch.save({'state_dict': reference.state_dict()}, path)
+    monkeypatch.setenv(ENV_VAR, str(path))  # stands for the downloaded file
+    model = create(spcl_factory(), 'msinet', **SCRIPT_KWARGS)
+    torch.testing.assert_close(model.base.conv1.conv.weight, reference.conv1.conv.weight)
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / 'missing.pth'))
+    with pytest.raises(PretrainedWeightsError, match='No pretrained weights at'):
+        create(spcl_factory(), 'msinet', **SCRIPT_KWARGS)
 
 
 # ---------------------------------------------------------------- IDM-style encoder
@@ -363,29 +487,79 @@ def test_naive_index_names_would_misfire():
     assert any(not name.startswith('3.') for name in hit)
 
 
-def test_launcher_registers_into_the_projects_factory(tmp_path, monkeypatch, capsys):
-    """examples/run_with_msinet.py runs a SpCL-style script with MSINet in its factory."""
-    package = tmp_path / 'fakereid' / 'models'
-    package.mkdir(parents=True)
-    (tmp_path / 'fakereid' / '__init__.py').write_text('')
-    (package / '__init__.py').write_text(
-        '__factory = {"resnet50": dict}\n'
-        'def create(name, *args, **kwargs):\n'
-        '    return __factory[name](*args, **kwargs)\n')
-    script = tmp_path / 'train.py'
-    script.write_text(
-        'import sys\n'
-        'from fakereid import models\n'
-        'model = models.create(sys.argv[1], pretrained=False, num_features=0, norm=True)\n'
-        'print(type(model).__name__, model.num_features)\n')
-    monkeypatch.syspath_prepend(str(tmp_path))
+# ---------------------------------------------------------------- the launcher
+
+@pytest.fixture
+def run_launcher(tmp_path, monkeypatch):
+    """``examples/run_with_msinet.py``'s main; sys.argv, sys.path and the modules
+    imported from ``tmp_path`` are restored afterwards."""
     monkeypatch.setattr(sys, 'argv', list(sys.argv))
     monkeypatch.setattr(sys, 'path', list(sys.path))
     spec = importlib.util.spec_from_file_location('run_with_msinet', LAUNCHER)
     launcher = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(launcher)
-    launcher.main(['fakereid', str(script), 'msinet'])
+    yield launcher.main
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, '__file__', None) or '').startswith(str(tmp_path)):
+            del sys.modules[name]
+
+
+def write_project(root, package, script, lines):
+    """A checkout of ``package`` (one ResNet in its ``models.__factory``) and ``script``."""
+    (root / package / 'models').mkdir(parents=True)
+    (root / package / '__init__.py').write_text('')
+    (root / package / 'models' / '__init__.py').write_text(
+        'def resnet50(**kwargs):\n'
+        '    raise NotImplementedError\n'
+        '__factory = {"resnet50": resnet50}\n'
+        'def create(name, *args, **kwargs):\n'
+        '    return __factory[name](*args, **kwargs)\n')
+    (root / script).parent.mkdir(parents=True, exist_ok=True)
+    (root / script).write_text('\n'.join(lines) + '\n')
+
+
+def test_launcher_registers_into_the_projects_factory(tmp_path, monkeypatch, capsys,
+                                                      run_launcher):
+    """An installed SpCL-style project: its script gets SpCL's encoder."""
+    write_project(tmp_path, 'fakereid', 'train.py', [
+        'import sys',
+        'from fakereid import models',
+        'model = models.create(sys.argv[1], pretrained=False, num_features=0, norm=True)',
+        'print(type(model).__name__, model.num_features)',
+    ])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run_launcher(['fakereid', str(tmp_path / 'train.py'), 'msinet'])
     assert capsys.readouterr().out == 'MSINetEncoder 768\n'
+
+
+def test_launcher_runs_an_idm_script_from_its_checkout(tmp_path, monkeypatch, capsys,
+                                                       run_launcher):
+    """IDM has no setup.py: run from its checkout, its scripts append "." to sys.path
+    themselves, after the launcher has imported ``idm.models``. The baseline script's
+    trainer unpacks two outputs; it never passes ``pretrained``."""
+    write_project(tmp_path, 'idm', 'examples/train_baseline.py', [
+        'import sys',
+        'import torch',
+        'sys.path.append(".")',
+        'from idm import models',
+        'model = models.create(sys.argv[1], num_features=0, norm=False, dropout=0, '
+        'num_classes=4)',
+        f'prob, feats = model.train()(torch.randn({2 * N}, 3, {HEIGHT}, {WIDTH}))',
+        'print(type(model).__name__, tuple(prob.shape), tuple(feats.shape))',
+    ])
+    monkeypatch.chdir(tmp_path)
+    # As under `python run_with_msinet.py`: the working directory is not on sys.path.
+    sys.path[:] = [path for path in sys.path if path not in ('', '.', str(tmp_path))]
+    with pytest.warns(UserWarning, match='msinet_vr: no ImageNet weights are published'):
+        run_launcher(['idm', 'examples/train_baseline.py', 'msinet_vr'])
+    assert capsys.readouterr().out == f'MSINetIDMEncoder ({2 * N}, 4) ({2 * N}, 768)\n'
+
+
+def test_launcher_outside_a_checkout_says_where_to_run(tmp_path, monkeypatch, run_launcher):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match='cannot import nosuchreid.models .*run this launcher '
+                                         'from the root of your nosuchreid checkout'):
+        run_launcher(['nosuchreid', 'train.py'])
 
 
 def test_unknown_arch():

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import msinet_reid  # noqa: F401
 from msinet_reid.data import make_market1501
-from msinet_reid.integrations import MSINetEncoder
+from msinet_reid.models import MSINetEncoder
 from msinet_reid.unsupervised import (
     ClusterContrastEngine, ClusterMemory, cluster_pseudo_labels, jaccard_distance,
 )

@@ -6,11 +6,11 @@ One line in their training script makes ``models.create('msinet', ...)`` work::
     from msinet_reid.integrations import register_models
     register_models(models.__factory)
 """
-from .idm import MSINetIDM, find_mixing_module, idm_bn_names
-from .registry import ARCHS, CONSTRUCTORS, register_models
-from .spcl import MSINetEncoder, build_body
+from ..models import MSINetEncoder, build_body
+from .idm import MSINetIDM, MSINetIDMEncoder, find_mixing_module, idm_bn_names
+from .registry import ARCHS, ENCODERS, constructors, find_host, register_models
 
 __all__ = [
-    'ARCHS', 'CONSTRUCTORS', 'MSINetEncoder', 'MSINetIDM', 'build_body', 'find_mixing_module',
-    'idm_bn_names', 'register_models',
+    'ARCHS', 'ENCODERS', 'MSINetEncoder', 'MSINetIDM', 'MSINetIDMEncoder', 'build_body',
+    'constructors', 'find_host', 'find_mixing_module', 'idm_bn_names', 'register_models',
 ]

@@ -1,4 +1,8 @@
-"""MSINet with the encoder contract of IDM (github SikaStar/IDM, ICCV 2021).
+"""MSINet with the encoder contracts of IDM (github SikaStar/IDM, ICCV 2021).
+
+IDM's trainers unpack more than SpCL's: its plain ResNet (``resnet50``, trained by
+``train_baseline.py``) returns ``(logits, pooled features)`` in training, where SpCL's
+returns the logits alone. :class:`MSINetIDMEncoder` gives IDM's outputs.
 
 IDM's ``resnet50_idm`` puts an intermediate-domain mixing module after one of its stages,
 chosen per call with ``forward(x, stage=k)``. In training the batch is source images then
@@ -15,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models import MSINetEncoder
+from ..models.encoder import stage_channels
 from ..weights import PathLike
-from .spcl import MSINetEncoder, stage_channels
 
 IDM_MODULE = 'idm.models.idm_module'
 NUM_STAGES = 4  # mixing points: after the stem and after each of the three stages
@@ -47,7 +52,7 @@ def idm_bn_names(stage: int) -> List[str]:
 
     Those layers see source, target and mixed features and need IDM's 3-way BN; the
     others get 2-way DSBN. IDM matches each name as a substring of module names; these
-    are the stage containers of :func:`~msinet_reid.integrations.spcl.build_body` and
+    are the stage containers of :func:`~msinet_reid.models.build_body` and
     ``feat_bn``, which no other MSINet module name contains. For stages 0-3 this is the
     list IDM's own ``filter_layers(stage)`` returns, so ``train_idm.py`` runs unchanged.
 
@@ -66,10 +71,55 @@ def _mix(features: Tensor, ratios: Tensor) -> Tensor:
     return torch.cat((source, target, ratios[:, :1] * source + ratios[:, 1:] * target))
 
 
-class MSINetIDM(MSINetEncoder):
+class MSINetIDMEncoder(MSINetEncoder):
+    """MSINet behind IDM's plain ResNet interface: :class:`MSINetEncoder` with IDM's outputs.
+
+    ``forward(x, output_prob=False)`` returns, as IDM's ``resnet50`` does:
+
+    - eval mode (and ``output_prob=False``): the L2-normalised BN embedding;
+    - ``cut_at_pooling``: the 768-d pooled features;
+    - ``num_classes == 0``: the train-mode embedding (ReLU after ``feat`` without
+      ``norm``; not normalised with ``norm``);
+    - ``num_classes > 0``: ``(logits, pooled)``, or ``(logits, pooled, normalised
+      embedding)`` with ``norm=True``; eval mode with ``output_prob=True`` too.
+
+    Example::
+
+        >>> model = MSINetIDMEncoder(pretrained=False, num_classes=100).train()
+        >>> logits, pooled = model(torch.randn(4, 3, 256, 128))
+        >>> logits.shape, pooled.shape
+        (torch.Size([4, 100]), torch.Size([4, 768]))
+    """
+
+    def forward(self, x: Tensor, output_prob: bool = False
+                ) -> Union[Tensor, Tuple[Tensor, ...]]:
+        return self.idm_outputs(self.pool(x), output_prob)
+
+    def idm_outputs(self, pooled: Tensor, output_prob: bool, *extra: Optional[Tensor]
+                    ) -> Union[Tensor, Tuple[Optional[Tensor], ...]]:
+        """IDM's outputs from the pooled features; ``extra`` follows ``(logits, pooled)``
+        when there is no ``norm``."""
+        if self.cut_at_pooling:
+            return pooled
+        embedding = self.bn_embedding(pooled)
+        if not self.training and not output_prob:
+            return F.normalize(embedding)
+        if self.norm:
+            normalised = F.normalize(embedding)  # IDM's classifier sees the unnormalised one
+        elif self.has_embedding:
+            embedding = F.relu(embedding)
+        if self.dropout > 0:
+            embedding = self.drop(embedding)
+        if self.num_classes == 0:
+            return embedding
+        logits = self.classifier(embedding)
+        return (logits, pooled, normalised) if self.norm else (logits, pooled, *extra)
+
+
+class MSINetIDM(MSINetIDMEncoder):
     """MSINet behind IDM's ``resnet50_idm`` interface.
 
-    Takes :class:`~msinet_reid.integrations.spcl.MSINetEncoder`'s arguments, plus
+    Takes :class:`~msinet_reid.models.MSINetEncoder`'s arguments, plus
     ``mixing_module``: the class of IDM's mixing module, built as ``cls(channel=C)`` for
     each mixing point; by default ``idm.models.idm_module.IDM`` from the user's IDM.
 
@@ -124,21 +174,7 @@ class MSINetIDM(MSINetEncoder):
         return torch.cat((body.gap(x).flatten(1), part), dim=1), ratios
 
     def forward(self, x: Tensor, output_prob: bool = False, stage: int = 0
-                ) -> Union[Tensor, Tuple[Tensor, Tensor, Optional[Tensor]]]:
+                ) -> Union[Tensor, Tuple[Optional[Tensor], ...]]:
         _check_stage(stage)
         pooled, ratios = self.pool_mixed(x, stage)
-        if self.cut_at_pooling:
-            return pooled
-        embedding = self.bn_embedding(pooled)
-        if not self.training and not output_prob:
-            return F.normalize(embedding)
-        if self.norm:
-            normalised = F.normalize(embedding)  # IDM's classifier sees the unnormalised one
-        elif self.has_embedding:
-            embedding = F.relu(embedding)
-        if self.dropout > 0:
-            embedding = self.drop(embedding)
-        if self.num_classes == 0:
-            return embedding
-        logits = self.classifier(embedding)
-        return (logits, pooled, normalised) if self.norm else (logits, pooled, ratios)
+        return self.idm_outputs(pooled, output_prob, ratios)

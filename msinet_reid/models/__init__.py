@@ -1,11 +1,13 @@
 """The MSINet family, registered as torchreid models on import."""
+from .encoder import MSINetEncoder, build_body
 from .msinet import (
     GENOTYPES, MSINET_IMAGENET, MSICell, MSINet, msinet, msinet_s, msinet_sam, msinet_vr,
     register_genotype,
 )
-from .registry import list_models, register_model
+from .registry import list_models, published_weights, register_model
 
 __all__ = [
-    'GENOTYPES', 'MSICell', 'MSINET_IMAGENET', 'MSINet', 'list_models', 'msinet', 'msinet_s',
-    'msinet_sam', 'msinet_vr', 'register_genotype', 'register_model',
+    'GENOTYPES', 'MSICell', 'MSINET_IMAGENET', 'MSINet', 'MSINetEncoder', 'build_body',
+    'list_models', 'msinet', 'msinet_s', 'msinet_sam', 'msinet_vr', 'published_weights',
+    'register_genotype', 'register_model',
 ]

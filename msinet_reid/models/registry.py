@@ -48,6 +48,11 @@ def observe_models(observer: Observer) -> None:
     _observers.append(observer)
 
 
+def published_weights(name: str) -> Optional[PretrainedWeights]:
+    """The published checkpoint that model ``name`` loads with ``pretrained=True``, if any."""
+    return _published_weights.get(name)
+
+
 def list_models() -> List[str]:
     """Names of the MSINet models registered with torchreid by this package."""
     return sorted(_model_entrypoints)

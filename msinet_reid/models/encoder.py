@@ -1,10 +1,11 @@
-"""MSINet with the encoder contract of SpCL-family unsupervised ReID code.
+"""MSINet as an embedding encoder with the interface of SpCL-family ResNet encoders.
 
 SpCL (github yxgeee/SpCL), IDM (github SikaStar/IDM) and the many projects derived from
 them build their ResNet encoders with ``models.create(name, pretrained=True,
 cut_at_pooling=False, num_features=0, norm=False, dropout=0, num_classes=0)``.
-:class:`MSINetEncoder` honours the same keywords and outputs, so their memories,
-clustering, DSBN conversion and trainers take MSINet unchanged.
+:class:`MSINetEncoder` honours the same keywords and SpCL's outputs, so their memories,
+clustering, DSBN conversion and trainers take MSINet unchanged; this package's own
+unsupervised training (:mod:`msinet_reid.unsupervised`) trains it too.
 
 One embedding from MSINet's two heads: the 512-d global feature (average-pooled final
 maps) and the 256-d part feature (upper and lower halves of the stage-2 maps) are
@@ -22,9 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._torchreid import model_factory
-from ..models import MSICell, MSINet, list_models
-from ..models.msinet import TRAINING_HEADS
 from ..weights import PathLike
+from .msinet import TRAINING_HEADS, MSICell, MSINet
+from .registry import list_models
 
 
 def _group_stages(body: MSINet) -> Tuple[List[nn.Sequential], int]:
