@@ -1,7 +1,7 @@
 """Regenerate the reference fixtures from the authors' MSINet code (run by hand, not in CI).
 
     git clone https://github.com/vimar-gu/MSINet /tmp/MSINet
-    python tests/data/regenerate_reference.py /tmp/MSINet --out /tmp/fixtures \
+    python tests/data/make_msinet_reference.py /tmp/MSINet --out /tmp/fixtures \
         --compare-with tests/data
 
 writes, into ``--out`` (default: this folder),
