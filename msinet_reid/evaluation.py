@@ -4,9 +4,10 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from ._torchreid import metrics
+from ._torchreid import data, metrics
 
 
 @torch.no_grad()
@@ -28,8 +29,9 @@ def evaluate(
 ) -> Dict[str, Dict[str, float]]:
     """``{dataset: {'rank1': ..., 'mAP': ...}}`` over the data manager's test sets.
 
-    Euclidean distance and torchreid's ``evaluate_rank``: the figures torchreid's
-    ``Engine.test`` prints with its default settings.
+    Euclidean distance between L2-normalised features and torchreid's ``evaluate_rank``:
+    the figures torchreid's ``Engine.test`` prints with ``normalize_feature=True``, as the
+    recipes evaluate.
 
     Example::
 
@@ -40,7 +42,24 @@ def evaluate(
     for name, loaders in datamanager.test_loader.items():
         qf, q_pids, q_camids = extract_features(model, loaders['query'], device)
         gf, g_pids, g_camids = extract_features(model, loaders['gallery'], device)
+        qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
         distmat = metrics.compute_distance_matrix(qf, gf, 'euclidean').numpy()
         cmc, mean_ap = metrics.evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
         results[name] = {'rank1': float(cmc[0]), 'mAP': float(mean_ap)}
     return results
+
+
+def query_gallery(root: str, dataset: str, height: int, width: int, batch_size: int = 128,
+                  workers: int = 2, use_gpu: bool = False):
+    """A torchreid ``ImageDataManager`` for ``dataset`` under ``root``, to pass to ``evaluate``.
+
+    Its test images are preprocessed as torchreid tests (resized, ImageNet-normalised).
+
+    Example::
+
+        >>> evaluate(model, query_gallery('reid-data', 'market1501', 256, 128))
+    """
+    return data.ImageDataManager(
+        root=root, sources=dataset, targets=dataset, height=height, width=width,
+        batch_size_test=batch_size, workers=workers, use_gpu=use_gpu,
+    )
