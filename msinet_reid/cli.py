@@ -102,6 +102,12 @@ def _add_export(commands) -> None:
                            '.int8.onnx')
 
 
+def _add_loading_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    parser.add_argument('--batch-size', type=int, default=batch_size, help='images per batch')
+    parser.add_argument('--workers', type=int, default=2, help='image loading processes')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+
+
 def _save_npy(array: np.ndarray, path: Path) -> None:
     with open(path, 'wb') as file:  # a file object: np.save would add '.npy' to a name
         np.save(file, array)
@@ -136,9 +142,7 @@ def _add_extract(commands) -> None:
     )
     parser.add_argument('--images', required=True, type=Path, help='folder of images')
     parser.add_argument('--out', required=True, type=Path, help='.npy file to write')
-    parser.add_argument('--batch-size', type=int, default=64, help='images per batch')
-    parser.add_argument('--workers', type=int, default=2, help='image loading processes')
-    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    _add_loading_options(parser, batch_size=64)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -172,17 +176,15 @@ def _add_evaluate(commands) -> None:
         help='Rank-1/mAP of a checkpoint or an ONNX model on a torchreid dataset',
         description="Rank the query images of a torchreid dataset against its gallery with "
                     "a trained checkpoint, an fp32 ONNX file or an int8 ONNX file (--weights "
-                    "ending in .onnx), with the protocol of training's evaluation "
-                    '(msinet_reid.evaluation.evaluate), and print Rank-1 and mAP.',
+                    "ending in .onnx, run by onnxruntime on the CPU), with the protocol of "
+                    "training's evaluation (msinet_reid.evaluation.evaluate), and print "
+                    'Rank-1 and mAP.',
     )
     parser.add_argument('--root', required=True, type=Path,
                         help="torchreid's data root (the folder holding the dataset)")
     parser.add_argument('--dataset', default='market1501',
                         help='torchreid dataset name (market1501, msmt17, veri, ...)')
-    parser.add_argument('--batch-size', type=int, default=128, help='images per batch')
-    parser.add_argument('--workers', type=int, default=2, help='image loading processes')
-    parser.add_argument('--device', default='cpu',
-                        help="'cpu' or 'cuda' for checkpoints (ONNX files run on the CPU)")
+    _add_loading_options(parser, batch_size=128)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
