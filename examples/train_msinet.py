@@ -26,11 +26,11 @@ from typing import List, Optional, Tuple
 
 import torch
 
-import msinet_reid
+import msinet_reid  # registers MSINet; torchreid's official module names work in both layouts
 from msinet_reid import distributed
-from msinet_reid._torchreid import data, models, utils
 from msinet_reid.engine import ImageMSINetEngine
 from msinet_reid.recipes import RECIPES, build_optimizer, get_recipe
+from torchreid import data, models, utils
 
 VEHICLE_DATASETS = ('veri', 'vehicleid')
 VEHICLE_SIZE = (256, 256)
@@ -128,13 +128,11 @@ def main(argv: Optional[List[str]] = None) -> ImageMSINetEngine:
                                    loss='triplet', pretrained=recipe.pretrained,
                                    **model_kwargs).to(device)
     optimizer, scheduler = build_optimizer(model, recipe)
-    start_epoch = 0
-    if args.resume:
-        start_epoch = utils.resume_from_checkpoint(args.resume, model, optimizer, scheduler)
-
     trainer = ImageMSINetEngine(datamanager, model, optimizer, scheduler=scheduler,
                                 use_gpu=use_gpu, amp=args.amp, seed=args.seed,
                                 sync_bn=args.sync_bn, **recipe.engine_kwargs())
+    # Weights, optimizer, scheduler and the AMP scaler continue where the checkpoint stopped.
+    start_epoch = trainer.resume(args.resume) if args.resume else 0
     trainer.run(save_dir=save_dir, start_epoch=start_epoch, print_freq=args.print_freq,
                 test_only=args.evaluate, **recipe.run_kwargs())
     return trainer

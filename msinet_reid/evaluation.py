@@ -1,10 +1,15 @@
-"""Rank-1 / mAP of a model on a torchreid data manager's test sets, with torchreid's metrics."""
+"""Rank-1 / mAP of a model on a torchreid data manager's test sets, with torchreid's metrics.
+
+The protocol of every figure this package reports: eval-mode features, L2-normalised,
+ranked by Euclidean distance (the order cosine similarity gives), as the authors' code
+does; torchreid's ``Engine.test(normalize_feature=True)`` computes the same.
+"""
 from typing import Dict, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from ._torchreid import data, metrics
@@ -30,8 +35,8 @@ def evaluate(
     """``{dataset: {'rank1': ..., 'mAP': ...}}`` over the data manager's test sets.
 
     Euclidean distance between L2-normalised features and torchreid's ``evaluate_rank``:
-    the figures torchreid's ``Engine.test`` prints with ``normalize_feature=True``, as the
-    recipes evaluate.
+    the figures torchreid's ``Engine.test`` prints with ``normalize_feature=True``, which
+    this package's engines use by default.
 
     Example::
 
@@ -42,8 +47,8 @@ def evaluate(
     for name, loaders in datamanager.test_loader.items():
         qf, q_pids, q_camids = extract_features(model, loaders['query'], device)
         gf, g_pids, g_camids = extract_features(model, loaders['gallery'], device)
-        qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
-        distmat = metrics.compute_distance_matrix(qf, gf, 'euclidean').numpy()
+        distmat = metrics.compute_distance_matrix(
+            F.normalize(qf, dim=1), F.normalize(gf, dim=1), 'euclidean').numpy()
         cmc, mean_ap = metrics.evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
         results[name] = {'rank1': float(cmc[0]), 'mAP': float(mean_ap)}
     return results

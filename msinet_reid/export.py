@@ -66,7 +66,8 @@ def export_onnx(
     require_onnxruntime()
     import onnx
 
-    inference = InferenceModel(model, channels_last=False)  # ONNX has no memory formats
+    # ONNX has no memory formats; the file does not depend on the device: export on the CPU.
+    inference = InferenceModel(model, channels_last=False).cpu()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix='.onnx.part')

@@ -40,36 +40,32 @@ def deterministic_images(batch: int, height: int, width: int) -> torch.Tensor:
     return torch.cos(torch.arange(n, dtype=torch.float64) * 0.013).view(batch, 3, height, width)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _distributed_worker(rank, world_size, port, check, args):
+def _distributed_worker(rank, world_size, store, check, args):
     import os
 
     from msinet_reid import distributed
 
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
-                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
-    info = distributed.init_distributed(timeout_s=60)
+    # A file store instead of a TCP port: nothing to race for, nothing left listening.
+    torch.distributed.init_process_group('gloo', init_method=f'file://{store}', rank=rank,
+                                         world_size=world_size)
+    info = distributed.init_distributed()  # finds the group joined and describes it
     try:
         check(info, *args)
     finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        torch.distributed.destroy_process_group()
 
 
 def run_distributed(check, *args, world_size: int = 2) -> None:
     """Run ``check(info, *args)`` in ``world_size`` fresh processes joined with gloo."""
+    import tempfile
+
     import torch.multiprocessing as mp
 
-    mp.spawn(_distributed_worker, args=(world_size, free_port(), check, args), nprocs=world_size)
-
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(_distributed_worker, args=(world_size, f'{folder}/store', check, args),
+                 nprocs=world_size)
 
 
 def load_script(relative_path: str):

@@ -9,6 +9,8 @@ import msinet_reid  # noqa: F401
 from msinet_reid import distributed
 from msinet_reid.data import make_market1501
 from msinet_reid.engine import ImageMSINetEngine
+from msinet_reid.losses import SAM_MODES
+from msinet_reid.models.msinet import CLASSIFIER_HEADS, TRAINING_HEADS
 from torchreid import data as reid_data
 from torchreid import models as reid_models
 
@@ -41,10 +43,7 @@ class FrozenBNEngine(ImageMSINetEngine):
 
 
 def _train(root, save_dir):
-    manager = reid_data.ImageDataManager(
-        root=str(root), sources='market1501', height=64, width=32, transforms=None,
-        batch_size_train=GLOBAL_BATCH, num_instances=2, train_sampler='RandomIdentitySampler',
-        workers=0, batch_size_test=16)
+    manager = _manager(root)
     torch.manual_seed(0)
     model = reid_models.build_model('msinet_sam', manager.num_train_pids, loss='triplet',
                                     pretrained=False)
@@ -105,6 +104,94 @@ def test_bnneck_shifts_stay_frozen_through_torchreids_epochs(root, tmp_path):
     frozen = {name for name, p in engine.model.named_parameters() if not p.requires_grad}
     assert frozen == {'head.bias', 'f_head.bias'}
     assert torch.count_nonzero(engine.model.head.bias) == 0
+
+
+LOSS_SETTINGS = [(mode, weights) for mode in SAM_MODES
+                 for weights in ({'weight_x': 0}, {'weight_t': 0}, {})]
+
+
+def _manager(root):
+    return reid_data.ImageDataManager(
+        root=str(root), sources='market1501', height=64, width=32, transforms=None,
+        batch_size_train=GLOBAL_BATCH, num_instances=2, train_sampler='RandomIdentitySampler',
+        workers=0, batch_size_test=16)
+
+
+def _loss_settings_job(info, root, out):
+    import builtins
+
+    own_print = builtins.print
+    manager = _manager(root)
+    results = []
+    for mode, weights in LOSS_SETTINGS:
+        torch.manual_seed(0)
+        model = reid_models.build_model('msinet_sam', manager.num_train_pids, loss='triplet',
+                                        pretrained=False)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        engine = ImageMSINetEngine(manager, model, torch.optim.SGD(model.parameters(), lr=0.05),
+                                   sam_mode=mode, use_gpu=False, **weights)
+        engine.set_model_mode('train')
+        for _, batch in zip(range(2), engine.train_loader):
+            engine.forward_backward(batch)  # DDP raises if a trained parameter has no gradient
+        changed = sorted(n for n, p in model.named_parameters() if not torch.equal(p, before[n]))
+        weights_now = torch.cat([p.detach().flatten() for p in model.parameters()])
+        replicas = distributed.all_gather(weights_now[None])
+        results.append({'changed': changed, 'replicas_equal': torch.equal(*replicas),
+                        'print_untouched': builtins.print is own_print})
+    (out / f'settings-{info.rank}.json').write_text(json.dumps(results))
+
+
+def test_every_loss_setting_trains_under_two_processes(root, tmp_path):
+    run_distributed(_loss_settings_job, root, tmp_path)
+    results = json.loads((tmp_path / 'settings-1.json').read_text())
+    for (mode, weights), result in zip(LOSS_SETTINGS, results):
+        assert result['replicas_equal'], (mode, weights)
+        assert result['print_untouched']  # rank 1 is quiet without replacing print
+        changed_heads = {name.split('.')[0] for name in result['changed']} & set(TRAINING_HEADS)
+        expected = set(CLASSIFIER_HEADS) if weights.get('weight_x', 1) else set()
+        if mode != 'neg':
+            expected.add('align_module')  # the positive term reads the PAM self-activation
+        assert changed_heads == expected, (mode, weights)
+        assert any(name.startswith('cells.') for name in result['changed'])  # the backbone
+
+
+def _fixbase_job(info, root, out):
+    manager = _manager(root)
+    torch.manual_seed(0)
+    model = reid_models.build_model('msinet', manager.num_train_pids, loss='triplet',
+                                    pretrained=False)
+    engine = ImageMSINetEngine(manager, model, torch.optim.SGD(model.parameters(), lr=0.05),
+                               use_gpu=False)
+    snapshots = []
+    train = engine.train
+
+    def train_and_snapshot(*args, **kwargs):
+        train(*args, **kwargs)
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
+
+    engine.train = train_and_snapshot
+    engine.run(save_dir=str(out / f'log-{info.rank}'), max_epoch=2, fixbase_epoch=1,
+               open_layers=['classifier', 'f_classifier'], print_freq=100)
+    initial = torch.load(out / 'initial.pt')
+    changed = [sorted(n for n, p in snap.items() if not torch.equal(p, initial[n]))
+               for snap in snapshots]
+    weights = torch.cat([p.detach().flatten() for p in model.parameters()])
+    (out / f'fixbase-{info.rank}.json').write_text(json.dumps(
+        {'changed': changed, 'replicas_equal': torch.equal(*distributed.all_gather(weights[None]))}))
+
+
+def test_fixbase_epochs_train_the_open_layers_then_all_under_two_processes(root, tmp_path):
+    manager = _manager(root)
+    torch.manual_seed(0)  # as each process does: the same initial weights
+    model = reid_models.build_model('msinet', manager.num_train_pids, loss='triplet',
+                                    pretrained=False)
+    torch.save({n: p.detach() for n, p in model.named_parameters()}, tmp_path / 'initial.pt')
+    run_distributed(_fixbase_job, root, tmp_path)
+    result = json.loads((tmp_path / 'fixbase-0.json').read_text())
+    assert result['replicas_equal']
+    first, second = result['changed']
+    assert {name.split('.')[0] for name in first} == {'classifier', 'f_classifier'}
+    assert any(name.startswith('cells.') for name in second)
 
 
 def _search_job(info, root, out):
@@ -169,6 +256,8 @@ import os, signal, sys
 import torch
 import msinet_reid
 from msinet_reid.engine import ImageMSINetEngine
+from msinet_reid.losses import SAM_MODES
+from msinet_reid.models.msinet import CLASSIFIER_HEADS, TRAINING_HEADS
 from torchreid import data, models
 
 manager = data.ImageDataManager(
@@ -194,14 +283,12 @@ def test_killing_one_process_fails_the_run_instead_of_hanging(root, tmp_path):
     import sys
     import time
 
-    from helpers import free_port
-
     script = tmp_path / 'killed_run.py'
     script.write_text(KILLED_RUN)
     started = time.time()
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={free_port()}', str(script), str(root), str(tmp_path / 'log')],
+         '--standalone', str(script), str(root), str(tmp_path / 'log')],
         capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert result.returncode != 0
     assert time.time() - started < 300

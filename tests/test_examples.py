@@ -68,8 +68,6 @@ def test_torchrun_two_processes_then_resume_in_one(root, tmp_path):
     import subprocess
     import sys
 
-    from helpers import free_port
-
     save_dir = tmp_path / 'log'
     flags = ['--root', str(root), '--save-dir', str(save_dir), '--device', 'cpu',
              '--workers', '0', '--height', '64', '--width', '32', '--batch-size', '8',
@@ -77,7 +75,7 @@ def test_torchrun_two_processes_then_resume_in_one(root, tmp_path):
     script = str(Path(__file__).resolve().parents[1] / 'examples' / 'train_msinet.py')
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={free_port()}', script, *flags, '--epochs', '1'],
+         '--standalone', script, *flags, '--epochs', '1'],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count('Checkpoint saved') == 1  # rank 0 alone writes and prints

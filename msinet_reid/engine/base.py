@@ -1,7 +1,11 @@
-"""What every engine of this package adds to torchreid's ``Engine``: atomic checkpoints,
-and running unchanged in one process or under ``torchrun`` with DistributedDataParallel."""
-import builtins
+"""What every engine of this package adds to torchreid's ``Engine``: atomic checkpoints
+that resume exactly, training on the model's own device, and running unchanged in one
+process or under ``torchrun`` with DistributedDataParallel."""
+import gc
+import sys
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Iterable, Optional
 
 import torch
 from torch import nn
@@ -10,6 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from .. import distributed
 from .._torchreid import engine as torchreid_engine
+from .._torchreid import utils
 from ..atomic import atomic_write
 from ..data.samplers import IdentitySampler
 
@@ -22,55 +27,126 @@ class DistributedEngine(torchreid_engine.Engine):
     P x K draw, but seeded by ``(seed, epoch)``, so a resumed run sees the batches an
     uninterrupted one would. Under torchrun each process trains on its own identities
     of every global batch (the data manager's ``batch_size`` is the global batch),
-    gradients are averaged by DDP, and only rank 0 prints, evaluates and writes
+    gradients are averaged by DDP, and only rank 0 prints progress, evaluates and writes
     checkpoints; the others wait for it. Checkpoints hold the bare model, so they resume
     with any number of processes.
 
-    Subclasses call :meth:`parallel` on the model they train and use what it returns in
-    ``forward_backward``; ``self.model`` stays the bare model.
+    Evaluation ranks L2-normalised features by default (``run(normalize_feature=True)``),
+    the protocol of :mod:`msinet_reid.evaluation` and of the authors' code.
+
+    The engine trains on the device of its model's parameters (``cuda:1`` included):
+    batches go there, and ``run`` makes it the current CUDA device for torchreid's code.
+
+    Subclasses call :meth:`parallel` on the model they train and use ``self.network`` in
+    ``forward_backward``; ``self.model`` stays the bare model. Parameters that no term of
+    the subclass's loss reads are handed to :meth:`freeze` before :meth:`parallel`, so
+    that DDP synchronises exactly the parameters the loss trains.
+
+    Example::
+
+        >>> class MyEngine(DistributedEngine):
+        ...     def __init__(self, datamanager, model, optimizer):
+        ...         super().__init__(datamanager)
+        ...         self.model, self.optimizer = model, optimizer
+        ...         self.register_model('model', model, optimizer)
+        ...         self.parallel(model)
+        ...     def forward_backward(self, data):
+        ...         imgs, pids = self.to_device(*self.parse_data_for_train(data))
+        ...         ...
     """
 
     def __init__(self, datamanager, use_gpu: bool = True, seed: int = 0) -> None:
         super().__init__(datamanager, use_gpu)
         self._frozen = {}
+        self._ddp: Optional[tuple] = None  # (module, options, trainable parameters)
+        self.network: Optional[nn.Module] = None
+        self.device = torch.device('cpu')
         self.dist = distributed.init_distributed()
         self.train_loader = shard_train_loader(self.train_loader, seed)
-        if self.dist.world_size > 1:
-            if not self.dist.is_main:
-                builtins.print = _silent_print  # progress comes from rank 0 alone
-                self.writer = _NullWriter()
+        if not self.dist.is_main:
+            self.writer = _NullWriter()  # TensorBoard events come from rank 0 alone
 
-    def parallel(self, model: nn.Module, sync_bn: bool = False, **ddp_options) -> nn.Module:
-        """``model`` wrapped for DDP under torchrun, ``model`` itself otherwise.
-
-        ``sync_bn`` converts BatchNorm to SyncBatchNorm (CUDA only, in place).
-        ``ddp_options`` go to ``DistributedDataParallel``.
-        """
-        if self.dist.world_size == 1:
-            return model
-        if sync_bn:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        device_ids = [self.dist.device] if self.dist.device.type == 'cuda' else None
-        return DistributedDataParallel(model, device_ids=device_ids, **ddp_options)
+    def log(self, message: str) -> None:
+        """Print ``message`` on rank 0; the other processes stay quiet."""
+        if self.dist.is_main:
+            print(message)
 
     def register_model(self, name='model', model=None, optim=None, sched=None) -> None:
         super().register_model(name, model, optim, sched)
         self._frozen[name] = [p for p in model.parameters() if not p.requires_grad]
+        self.device = next(model.parameters()).device
+
+    def freeze(self, params: Iterable[nn.Parameter], name: str = 'model') -> None:
+        """Keep ``params`` out of training for good: torchreid's ``open_all_layers`` does
+        not reopen them, and DDP neither waits for their gradients nor averages them."""
+        for param in params:
+            param.requires_grad_(False)
+            self._frozen[name].append(param)
+
+    def to_device(self, *tensors: torch.Tensor):
+        """``tensors`` on the engine's device."""
+        return tuple(t.to(self.device, non_blocking=True) for t in tensors)
+
+    def parallel(self, model: nn.Module, sync_bn: bool = False, **ddp_options) -> nn.Module:
+        """Set ``self.network``: ``model`` wrapped for DDP under torchrun, ``model`` itself
+        otherwise, and return it.
+
+        ``sync_bn`` converts BatchNorm to SyncBatchNorm (CUDA only, in place).
+        ``ddp_options`` go to ``DistributedDataParallel``. DDP synchronises the parameters
+        that are trainable now; when torchreid's ``fixbase_epoch`` changes which ones are,
+        the model is wrapped again.
+        """
+        if self.dist.world_size == 1:
+            self.network = model
+            return model
+        if sync_bn:
+            if self.device.type != 'cuda':
+                raise ValueError('sync_bn=True needs CUDA (SyncBatchNorm has no CPU kernels); '
+                                 'train on GPUs or pass sync_bn=False')
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self._ddp = (model, ddp_options, None)
+        return self._wrap()
+
+    def _wrap(self) -> nn.Module:
+        model, options, wrapped = self._ddp
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if wrapped is not None and len(trainable) == len(wrapped) and all(
+                a is b for a, b in zip(trainable, wrapped)):
+            return self.network
+        self.network = None
+        gc.collect()  # the old wrapper's gradient hooks go with it
+        device_ids = [self.device] if self.device.type == 'cuda' else None
+        self.network = DistributedDataParallel(model, device_ids=device_ids, **options)
+        self._ddp = (model, options, trainable)
+        return self.network
 
     def two_stepped_transfer_learning(self, *args, **kwargs) -> None:
         # torchreid's open_all_layers unfreezes every parameter each epoch; parameters the
-        # model froze on purpose (MSINet's BNNeck shifts) stay frozen, as in the reference,
-        # and must: DDP synchronises only the parameters that were trainable when it wrapped.
+        # model or the engine froze on purpose (MSINet's BNNeck shifts, heads no loss term
+        # reads) stay frozen, as in the reference.
         super().two_stepped_transfer_learning(*args, **kwargs)
         for params in self._frozen.values():
             for param in params:
                 param.requires_grad_(False)
+        if self._ddp is not None:
+            self._wrap()  # fixbase_epoch may have changed the trainable parameters
 
-    def train(self, *args, **kwargs):
+    def train(self, print_freq: int = 10, *args, **kwargs):
         sampler = getattr(self.train_loader, 'sampler', None)
         if hasattr(sampler, 'set_epoch'):
             sampler.set_epoch(self.epoch)
-        return super().train(*args, **kwargs)
+        if not self.dist.is_main:
+            print_freq = sys.maxsize  # torchreid's progress lines come from rank 0 alone
+        return super().train(print_freq, *args, **kwargs)
+
+    def run(self, *args, **kwargs):
+        """torchreid's ``run``; evaluation ranks L2-normalised features unless
+        ``normalize_feature=False`` (:mod:`msinet_reid.evaluation`'s protocol)."""
+        kwargs.setdefault('normalize_feature', True)
+        # torchreid moves tensors with .cuda() (evaluation, its cross-entropy): make that
+        # the model's device for the run.
+        with torch.cuda.device(self.device) if self.device.type == 'cuda' else nullcontext():
+            return super().run(*args, **kwargs)
 
     def test(self, *args, **kwargs):
         rank1 = super().test(*args, **kwargs) if self.dist.is_main else 0.0
@@ -92,7 +168,11 @@ class DistributedEngine(torchreid_engine.Engine):
         distributed.barrier()
 
     def checkpoint_state(self, name: str, epoch: int, rank1: float) -> dict:
-        """What a checkpoint holds; plain Python numbers so ``weights_only`` loading works."""
+        """What a checkpoint holds; plain Python numbers so ``weights_only`` loading works.
+
+        Subclasses add the state of their own (a gradient scaler) and restore it in
+        :meth:`load_checkpoint_state`.
+        """
         scheduler = self._scheds[name]
         return {
             'state_dict': self._models[name].state_dict(),
@@ -101,6 +181,22 @@ class DistributedEngine(torchreid_engine.Engine):
             'optimizer': self._optims[name].state_dict(),
             'scheduler': None if scheduler is None else scheduler.state_dict(),
         }
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        """Restore what :meth:`checkpoint_state` added beyond torchreid's layout."""
+
+    def resume(self, path, name: str = 'model') -> int:
+        """Continue from a checkpoint of this engine; returns the epoch to start from.
+
+        Example::
+
+            >>> start_epoch = engine.resume('log/msinet/model/model.pth.tar-40')
+            >>> engine.run(save_dir='log/msinet', max_epoch=60, start_epoch=start_epoch)
+        """
+        start_epoch = utils.resume_from_checkpoint(
+            str(path), self._models[name], self._optims[name], self._scheds[name])
+        self.load_checkpoint_state(utils.load_checkpoint(str(path)))
+        return start_epoch
 
 
 def shard_train_loader(loader: DataLoader, seed: int) -> DataLoader:
@@ -130,13 +226,13 @@ def shard_train_loader(loader: DataLoader, seed: int) -> DataLoader:
                       pin_memory=loader.pin_memory, drop_last=True)
 
 
-def _silent_print(*args, **kwargs) -> None:
-    """Does nothing: ``print`` and writer methods on processes other than rank 0."""
-
-
 class _NullWriter:
     """Stands in for TensorBoard's writer on processes other than rank 0: every method
     (``add_scalar``, ``add_text``, ``close``, ...) does nothing."""
 
     def __getattr__(self, name: str):
-        return _silent_print
+        return _nothing
+
+
+def _nothing(*args, **kwargs) -> None:
+    """What every method of :class:`_NullWriter` does."""

@@ -148,7 +148,6 @@ class TCMSearchEngine(DistributedEngine):
         self.arch_optimizer, self.arch_scheduler = arch_optimizer, arch_scheduler
         self.register_model('model', model, optimizer, scheduler)
         self._check_optimizers()
-        self.device = torch.device('cuda' if self.use_gpu else 'cpu')
 
         self.scheme_name = scheme
         self.scheme = get_scheme(scheme)
@@ -287,7 +286,7 @@ class TCMSearchEngine(DistributedEngine):
         super().run(save_dir=save_dir, max_epoch=max_epoch, start_epoch=start_epoch, **kwargs)
         if max_epoch > start_epoch:
             genotype = ' '.join(self.model.genotype())
-            print(f'=> Searched genotype: {genotype}\n   written to '
+            self.log(f'=> Searched genotype: {genotype}\n   written to '
                   f'{self.save_dir / GENOTYPE_FILE}; train it with\n'
                   f"   msinet_reid.register_genotype('my_msinet', "
                   f"msinet_reid.genotypes.load_genotype('{self.save_dir / GENOTYPE_FILE}'))")
@@ -312,7 +311,7 @@ class TCMSearchEngine(DistributedEngine):
     def test(self, *args, **kwargs):
         # Evaluation draws from torch's generator (loader seeds); fork it so that the
         # search's random stream does not depend on when it is evaluated.
-        devices = [torch.cuda.current_device()] if self.use_gpu else []
+        devices = [self.device] if self.device.type == 'cuda' else []
         with torch.random.fork_rng(devices=devices):
             return super().test(*args, **kwargs)
 
@@ -320,7 +319,7 @@ class TCMSearchEngine(DistributedEngine):
         genotype = self.model.genotype()
         weights = self.model.arch_weights().cpu()
         self.history.append(list(genotype))
-        print(f'=> Search epoch {self.epoch + 1}/{self.max_epoch}  {self._epoch_losses}\n'
+        self.log(f'=> Search epoch {self.epoch + 1}/{self.max_epoch}  {self._epoch_losses}\n'
               f'   genotype: {" ".join(genotype)}\n{self._format_weights(weights)}')
         if self.writer is not None:
             for name, meter in self._epoch_losses.meters.items():
@@ -398,5 +397,5 @@ class TCMSearchEngine(DistributedEngine):
         self.history = state['history']
         _set_rng_state(state['rng'])
         self._memories_ready = True
-        print(f'=> Resumed the search from {path} at epoch {state["epoch"]}')
+        self.log(f'=> Resumed the search from {path} at epoch {state["epoch"]}')
         return state['epoch']

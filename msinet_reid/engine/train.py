@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from .. import distributed
 from .._torchreid import metrics
 from ..losses import CrossEntropyLoss, SpatialAlignLoss, TripletLoss
+from ..models.msinet import CLASSIFIER_HEADS, TRAINING_HEADS
 from .base import DistributedEngine
 
 
@@ -39,11 +40,15 @@ class ImageMSINetEngine(DistributedEngine):
         weight_sa: lambda_sa of the spatial alignment loss; 0 turns SAM off.
         sam_mode: ``'pos'``, ``'neg'`` or ``'pos_neg'`` (the paper's default).
         scheduler: stepped once per epoch, e.g. :class:`msinet_reid.optim.WarmupMultiStepLR`.
-        use_gpu: train on CUDA when available.
+        use_gpu: torchreid's flag; the engine trains on the device of ``model``.
         label_smooth: label smoothing (epsilon 0.1) in the cross-entropy.
         amp: mixed precision (CUDA only).
         seed: seeds the identity-balanced batches (see :class:`DistributedEngine`).
         sync_bn: under torchrun, BatchNorm statistics over the global batch (CUDA only).
+
+    Training-only modules that no active term reads (the classifiers and BN necks when
+    ``weight_x=0``, the Spatial Alignment Module when ``sam_mode='neg'``) are frozen, so
+    that under ``torchrun`` DDP synchronises exactly the parameters the loss trains.
 
     Under ``torchrun`` the triplet and SAM losses compare each image with the whole global
     batch, as in a single process; the data manager's ``batch_size`` is the global batch.
@@ -52,7 +57,8 @@ class ImageMSINetEngine(DistributedEngine):
 
         >>> model = torchreid.models.build_model('msinet_sam', datamanager.num_train_pids,
         ...                                      loss='triplet', pretrained=False).cuda()
-        >>> optimizer, scheduler = msinet_reid.recipes.build_optimizer(model, 'scratch')
+        >>> recipe = msinet_reid.recipes.get_recipe('scratch')
+        >>> optimizer, scheduler = msinet_reid.recipes.build_optimizer(model, recipe)
         >>> trainer = ImageMSINetEngine(datamanager, model, optimizer, scheduler=scheduler)
         >>> trainer.run(save_dir='log/msinet_sam', max_epoch=350, eval_freq=40)
     """
@@ -72,28 +78,39 @@ class ImageMSINetEngine(DistributedEngine):
         if min(weight_t, weight_x, weight_sa) < 0 or weight_t + weight_x == 0:
             raise ValueError(f'loss weights must be >= 0 with weight_t + weight_x > 0, got '
                              f'{weight_t}, {weight_x}, {weight_sa}')
-        if amp and not self.use_gpu:
-            raise ValueError('amp=True needs CUDA; pass amp=False to train on the CPU')
+        if amp and self.device.type != 'cuda':
+            raise ValueError(f'amp=True needs CUDA, but the model is on {self.device}: move '
+                             f'it with .cuda(), or pass amp=False to train on the CPU')
         self.weight_t, self.weight_x, self.weight_sa = weight_t, weight_x, weight_sa
         self.amp = amp
         self.scaler = torch.amp.GradScaler('cuda', enabled=amp)
 
         self.criterion_t = TripletLoss(margin)
         self.criterion_x = CrossEntropyLoss(num_classes=datamanager.num_train_pids,
-                                            use_gpu=self.use_gpu, label_smooth=label_smooth)
-        net = getattr(model, 'module', model)  # DataParallel
+                                            use_gpu=self.device.type == 'cuda',
+                                            label_smooth=label_smooth)
         self.criterion_sa = SpatialAlignLoss(sam_mode)
-        # SAM is on when the model has its module and its loss has a weight.
-        self.align_module = getattr(net, 'align_module', None) if weight_sa > 0 else None
-        if self.align_module is not None:
+        net = getattr(model, 'module', model)  # DataParallel
+        # SAM is on when the model has its module and its loss has a weight; the module
+        # itself is read by the positive term only.
+        self.sam = weight_sa > 0 and getattr(net, 'align_module', None) is not None
+        if self.sam:
             self.final_stage = net.cells[-1]  # its output: the final feature maps
-        unused_sam = self.align_module is None and getattr(net, 'align_module', None) is not None
-        self.network = self.parallel(model, sync_bn, find_unused_parameters=unused_sam)
+        self.align_module = net.align_module if (
+            self.sam and self.criterion_sa.uses_self_activation) else None
+        self.freeze(p for name in self.unread_heads(net) for p in getattr(net, name).parameters())
+        self.parallel(model, sync_bn)
+
+    def unread_heads(self, net: nn.Module) -> List[str]:
+        """The model's training-only modules that no term of this loss reads."""
+        read = set(CLASSIFIER_HEADS) if self.weight_x > 0 else set()
+        if self.align_module is not None:
+            read.add('align_module')
+        return [name for name in TRAINING_HEADS
+                if name not in read and getattr(net, name, None) is not None]
 
     def forward_backward(self, data: dict) -> Dict[str, float]:
-        imgs, pids = self.parse_data_for_train(data)
-        if self.use_gpu:
-            imgs, pids = imgs.cuda(), pids.cuda()
+        imgs, pids = self.to_device(*self.parse_data_for_train(data))
 
         with torch.autocast('cuda', enabled=self.amp), self._featuremaps() as maps:
             outputs = self.network(imgs)
@@ -120,13 +137,14 @@ class ImageMSINetEngine(DistributedEngine):
             loss = loss + self.weight_x * loss_x
             summary['loss_x'] = loss_x.item()
             summary['acc'] = metrics.accuracy(logits[0], pids)[0].item()
-        if self.align_module is not None:
+        if self.sam:
             if len(maps) != 1:  # DataParallel runs the stage once per device
                 raise RuntimeError('the SAM loss needs the whole batch from one forward '
                                    'pass: train on one device, without DataParallel')
             final = maps[0].float()
-            loss_sa = self.criterion_sa(distributed.all_gather_with_grad(final),
-                                        distributed.all_gather_with_grad(self.align_module(final)),
+            activation = None if self.align_module is None else (
+                distributed.all_gather_with_grad(self.align_module(final)))
+            loss_sa = self.criterion_sa(distributed.all_gather_with_grad(final), activation,
                                         all_pids)
             loss = loss + self.weight_sa * world_size * loss_sa
             summary['loss_sa'] = loss_sa.item()
@@ -137,10 +155,17 @@ class ImageMSINetEngine(DistributedEngine):
         self.scaler.update()
         return summary
 
+    def checkpoint_state(self, name: str, epoch: int, rank1: float) -> dict:
+        return {**super().checkpoint_state(name, epoch, rank1), 'scaler': self.scaler.state_dict()}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        if state.get('scaler'):
+            self.scaler.load_state_dict(state['scaler'])
+
     @contextmanager
     def _featuremaps(self) -> Iterator[List[Tensor]]:
         """The final feature maps of the forward pass in the block, when SAM needs them."""
-        if self.align_module is None:
+        if not self.sam:
             yield []
         else:
             with _capture_output(self.final_stage) as outputs:

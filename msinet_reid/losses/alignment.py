@@ -83,6 +83,11 @@ class SpatialAlignLoss(nn.Module):
         self.mode = mode
         self.chunk_elements = chunk_elements
 
+    @property
+    def uses_self_activation(self) -> bool:
+        """Whether the loss reads the PAM self-activation (the positive term does)."""
+        return self.mode in ('pos', 'pos_neg')
+
     def forward(self, maps: Tensor, self_activation: Optional[Tensor], labels: Tensor) -> Tensor:
         """``maps``: ``(B, C, H, W)``; ``self_activation``: ``(B, H*W)`` from the model's
         ``align_module`` (needed by the positive term only); ``labels``: ``(B,)``."""
@@ -92,7 +97,7 @@ class SpatialAlignLoss(nn.Module):
         activation = F.normalize(mutual_correlation(maps, self.chunk_elements), dim=2)
         same = labels[:, None] == labels[None, :]
         loss = activation.new_zeros(())
-        if self.mode in ('pos', 'pos_neg'):
+        if self.uses_self_activation:
             if self_activation is None:
                 raise ValueError(f'SAM mode {self.mode!r} aligns positives to the learned '
                                  'self-activation; pass model.align_module(maps)')

@@ -17,8 +17,10 @@ from ..weights import (
 from .registry import register_model
 
 LOSSES = ('softmax', 'triplet')
-# Modules only the train-mode outputs use: the eval-mode feature is taken before them.
-TRAINING_HEADS = ('head', 'fc', 'classifier', 'f_head', 'f_fc', 'f_classifier', 'align_module')
+# Modules only the train-mode outputs use (the eval-mode feature is taken before them):
+# those the logits pass through, and the Spatial Alignment Module, which only its loss reads.
+CLASSIFIER_HEADS = ('head', 'fc', 'classifier', 'f_head', 'f_fc', 'f_classifier')
+TRAINING_HEADS = CLASSIFIER_HEADS + ('align_module',)
 
 InteractionFactory = Callable[[str, int], nn.Module]
 """Builds an interaction module from a genotype token and the branch width."""
@@ -289,7 +291,7 @@ def register_genotype(name: str, genotype: Union[str, Sequence[str]]) -> Callabl
 
 
 __all__ = [
-    'GENOTYPES', 'InteractionFactory', 'LOSSES', 'MSICell', 'MSINET_IMAGENET', 'MSINet',
+    'CLASSIFIER_HEADS', 'GENOTYPES', 'InteractionFactory', 'LOSSES', 'MSICell', 'MSINET_IMAGENET', 'MSINet',
     'TRAINING_HEADS', 'msinet', 'msinet_s', 'msinet_sam', 'msinet_vr', 'build_interaction',
     'register_genotype',
 ]

@@ -59,10 +59,6 @@ class ClusterContrastEngine(DistributedEngine):
         self.train_set, self.batch_size, self.workers = (
             loader.dataset, loader.batch_size, loader.num_workers)
 
-    @property
-    def device(self) -> torch.device:
-        return torch.device('cuda' if self.use_gpu else 'cpu')
-
     def train(self, *args, **kwargs) -> None:
         self.recluster()
         super().train(*args, **kwargs)
@@ -78,7 +74,7 @@ class ClusterContrastEngine(DistributedEngine):
         num_clusters = int(labels.max()) + 1
         counts = {'images': len(items), 'clusters': num_clusters,
                   'outliers': int((labels < 0).sum())}
-        print(f'=> Clustering: {counts["clusters"]} clusters from {counts["images"]} images, '
+        self.log(f'=> Clustering: {counts["clusters"]} clusters from {counts["images"]} images, '
               f'{counts["outliers"]} left out')
         needed = self.batch_size // self.num_instances
         if num_clusters < needed:
@@ -100,13 +96,11 @@ class ClusterContrastEngine(DistributedEngine):
             sampler=IdentitySampler(pseudo, self.batch_size, self.num_instances,
                                     seed=self.seed),
             batch_size=self.batch_size, num_workers=self.workers, drop_last=True,
-            pin_memory=self.use_gpu)
+            pin_memory=self.device.type == 'cuda')
         return counts
 
     def forward_backward(self, data: dict) -> Dict[str, float]:
-        images, labels = data['img'], data['pid']
-        if self.use_gpu:
-            images, labels = images.cuda(), labels.cuda()
+        images, labels = self.to_device(data['img'], data['pid'])
         loss = self.memory(self.model(images), labels)
         self.optimizer.zero_grad()
         loss.backward()

@@ -1,0 +1,111 @@
+"""The CUDA paths: mixed precision with its scaler state in checkpoints, a chosen device
+index, inference and ONNX parity on the GPU, and NCCL under torchrun.
+
+Every test here needs a CUDA device and is skipped, with that reason, without one.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import msinet_reid  # noqa: F401
+from msinet_reid.data import make_market1501
+from msinet_reid.deploy import InferenceModel
+from msinet_reid.engine import ImageMSINetEngine, TCMSearchEngine, build_search_optimizers
+from msinet_reid.search import MSINetSupernet
+from torchreid import data as reid_data
+from torchreid import models as reid_models
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason='needs a CUDA device; none is visible to torch')
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def last_device() -> torch.device:
+    """The highest-numbered GPU: ``cuda:1`` and beyond catch code that assumes device 0."""
+    return torch.device('cuda', torch.cuda.device_count() - 1)
+
+
+@pytest.fixture(scope='module')
+def manager(tmp_path_factory):
+    root = tmp_path_factory.mktemp('market')
+    make_market1501(root, num_train_ids=8, num_test_ids=4, height=64, width=32, progress=False)
+    return reid_data.ImageDataManager(
+        root=str(root), sources='market1501', height=64, width=32, transforms=None,
+        batch_size_train=8, num_instances=2, train_sampler='RandomIdentitySampler',
+        workers=0, batch_size_test=16)
+
+
+def build(manager, name='msinet_sam', device=None):
+    model = reid_models.build_model(name, manager.num_train_pids, loss='triplet',
+                                    pretrained=False)
+    return model.to(device or last_device())
+
+
+def test_amp_trains_and_resumes_with_the_scaler_state(manager, tmp_path):
+    model = build(manager)
+    engine = ImageMSINetEngine(manager, model, torch.optim.SGD(model.parameters(), lr=0.01),
+                               amp=True)
+    before = [p.detach().clone() for p in model.parameters()]
+    engine.run(save_dir=str(tmp_path), max_epoch=1, print_freq=100)
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    checkpoint = tmp_path / 'model' / 'model.pth.tar-1'
+    saved = torch.load(checkpoint, weights_only=True)['scaler']
+    assert saved['scale'] == engine.scaler.get_scale()
+
+    resumed_model = build(manager)
+    resumed = ImageMSINetEngine(manager, resumed_model,
+                                torch.optim.SGD(resumed_model.parameters(), lr=0.01), amp=True)
+    assert resumed.resume(checkpoint) == 1
+    assert resumed.scaler.get_scale() == engine.scaler.get_scale()
+    assert resumed.scaler.state_dict()['_growth_tracker'] == saved['_growth_tracker']
+
+
+def test_the_training_engine_stays_on_the_chosen_device(manager, tmp_path):
+    model = build(manager)
+    engine = ImageMSINetEngine(manager, model, torch.optim.SGD(model.parameters(), lr=0.01))
+    assert engine.device == last_device()
+    engine.run(save_dir=str(tmp_path), max_epoch=1, print_freq=100)  # trains and evaluates
+    assert all(p.device == last_device() for p in model.parameters())
+
+
+def test_the_search_engine_stays_on_the_chosen_device(manager, tmp_path):
+    model = MSINetSupernet(manager.num_train_pids).to(last_device())
+    search = TCMSearchEngine(manager, model, *build_search_optimizers(model, max_epoch=1))
+    search.run(save_dir=str(tmp_path), max_epoch=1, print_freq=100)
+    assert all(m.features.device == last_device() for m in search.memories.values())
+
+
+def test_inference_model_and_onnx_match_on_the_gpu(manager, tmp_path):
+    pytest.importorskip('onnxruntime', reason='needs the onnx extra: pip install -e ".[onnx]"')
+    from msinet_reid.export import check_onnx, export_onnx
+
+    model = build(manager, 'msinet').eval()
+    images = torch.randn(4, 3, 64, 32, device=last_device())
+    with torch.no_grad():
+        expected = model(images)
+        torch.testing.assert_close(InferenceModel(model)(images), expected,
+                                   rtol=1e-3, atol=1e-3 * expected.abs().max().item())
+    path = export_onnx(model, tmp_path / 'msinet.onnx', height=64, width=32)
+    check_onnx(path, model.cpu(), images.cpu())
+
+
+def test_torchrun_trains_on_every_gpu_with_nccl(tmp_path):
+    # One process per GPU, up to two: with two, DDP and the gathers run over NCCL.
+    processes = min(2, torch.cuda.device_count())
+    data_root = tmp_path / 'data'
+    make_market1501(data_root, num_train_ids=8, num_test_ids=4, height=64, width=32,
+                    progress=False)
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+         f'--nproc_per_node={processes}', str(REPO / 'examples' / 'train_msinet.py'),
+         '--root', str(data_root), '--source', 'market1501', '--device', 'cuda',
+         '--epochs', '1', '--batch-size', '8', '--num-instances', '2', '--height', '64',
+         '--width', '32', '--workers', '0', '--save-dir', str(tmp_path / 'log'), '--amp'],
+        capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / 'log' / 'model' / 'model.pth.tar-1').exists()
