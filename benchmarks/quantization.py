@@ -7,11 +7,12 @@ cosine similarity of its features to the fp32 features on the held-out crops (wh
 accuracy guard checks). Evaluation is ``msinet_reid.evaluation.evaluate``, the protocol of
 training's evaluation.
 
-Usage (the demo's data and checkpoint)::
+Usage (the demo's data and checkpoint, after ``msinet-reid demo``)::
 
-    python benchmarks/quantization.py --weights ~/.cache/msinet_reid/demo/log/model/model.pth.tar-12 \\
-        --root ~/.cache/msinet_reid/demo --height 128 --width 64 \\
-        --calib ~/.cache/msinet_reid/demo/market1501/Market-1501-v15.09.15/bounding_box_train
+    DEMO=~/.cache/msinet_reid/demo
+    python benchmarks/quantization.py --weights $DEMO/log/model/model.pth.tar-12 \\
+        --root $DEMO --height 128 --width 64 --num-calibration 16 256 --threads 2 \\
+        --calib $DEMO/market1501/Market-1501-v15.09.15/bounding_box_train
 """
 import argparse
 import json
