@@ -47,11 +47,12 @@ def test_export_int8_end_to_end(checkpoint, market, tmp_path, capsys):
     crops = market[1] / 'bounding_box_train'
     out = tmp_path / 'msinet.onnx'
     assert main(['export', '--weights', str(checkpoint), '--out', str(out), '--height',
-                 str(HEIGHT), '--width', str(WIDTH), '--int8', '--calib', str(crops)]) == 0
+                 str(HEIGHT), '--width', str(WIDTH), '--int8', '--calib', str(crops),
+                 '--num-calibration', '16']) == 0
     int8 = tmp_path / 'msinet.int8.onnx'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['msinet.int8.onnx', 'msinet.onnx']
     printed = capsys.readouterr().out
-    assert f'Wrote {int8}: int8, minmax calibration on ' in printed
+    assert f'Wrote {int8}: int8, minmax calibration on 16 images' in printed
     assert 'held-out images: mean ' in printed
     # QDQ: every convolution reads int8 weights with one scale per output channel.
     graph = onnx.load(str(int8)).graph
