@@ -26,8 +26,7 @@ import torch
 import msinet_reid  # noqa: F401  (registers the models)
 from msinet_reid._torchreid import data, engine, models, utils
 from msinet_reid.data import make_market1501
-from msinet_reid.engine import TCMSearchEngine, build_search_optimizers
-from msinet_reid.search import MSINetSupernet
+from msinet_reid.search import MSINetSupernet, TCMSearchEngine, build_search_optimizers
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

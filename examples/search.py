@@ -29,12 +29,14 @@ import torch
 import msinet_reid
 from msinet_reid import distributed
 from msinet_reid._torchreid import data, models, utils
-from msinet_reid.engine import ImageMSINetEngine, TCMSearchEngine, build_search_optimizers
-from msinet_reid.engine.search import GENOTYPE_FILE
-from msinet_reid.genotypes import load_genotype
+from msinet_reid.engine import ImageMSINetEngine
 from msinet_reid.optim import PAPER_EPOCHS
 from msinet_reid.recipes import build_optimizer, scaled_recipe
-from msinet_reid.search import SCHEMES, MSINetSupernet
+from msinet_reid.search import (
+    SCHEMES, SEARCH_SPACES, MSINetSupernet, TCMSearchEngine, build_search_optimizers,
+    load_genotype,
+)
+from msinet_reid.search.engine import GENOTYPE_FILE
 
 # Paper sec. 4.2: persons at 256x128, vehicles at 256x256.
 IMAGE_SIZES = {'msmt17': (256, 128), 'market1501': (256, 128), 'veri': (256, 256)}
@@ -52,6 +54,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="identity percentages of the two sets; None: the scheme's "
                              '(tcm: 60 80, the overlap schemes: 100 100)')
     parser.add_argument('--scheme', default='tcm', choices=sorted(SCHEMES))
+    parser.add_argument('--space', default='reference', choices=sorted(SEARCH_SPACES),
+                        help="supernet: the authors' ('reference') or the final network's "
+                             "widths and heads ('msinet')")
     parser.add_argument('--lr', type=float, default=0.025, help='SGD lr of the weights')
     parser.add_argument('--arch-lr', type=float, default=0.002, help='Adam lr of alpha')
     parser.add_argument('--height', type=int, help='None: 256')
@@ -75,7 +80,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def search(args: argparse.Namespace, datamanager) -> Path:
     use_gpu = args.device.type == 'cuda'
-    model = MSINetSupernet(datamanager.num_train_pids).to(args.device)
+    model = MSINetSupernet(datamanager.num_train_pids, args.space).to(args.device)
     searcher = TCMSearchEngine(
         datamanager, model, *build_search_optimizers(model, args.epochs, args.lr, args.arch_lr),
         scheme=args.scheme, ratios=args.ratios, seed=args.seed,

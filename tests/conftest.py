@@ -7,8 +7,15 @@ import pytest
 import torch
 
 import msinet_reid
+from msinet_reid.data import make_market1501
+from msinet_reid.models import MSINET_IMAGENET, MSINet
+from msinet_reid.weights import ENV_VAR
+
+from helpers import deterministic_state_dict
 
 DATA = Path(__file__).parent / 'data'
+# The synthetic Market-1501 most tests train on: small enough for seconds per epoch.
+TINY_MARKET = dict(num_train_ids=8, num_test_ids=4, height=64, width=32)
 
 
 @pytest.fixture(scope='session')
@@ -24,10 +31,50 @@ def reference_outputs() -> dict:
         return {key: torch.from_numpy(outputs[key]) for key in outputs.files}
 
 
+@pytest.fixture(scope='session')
+def tiny_market(tmp_path_factory):
+    """``tiny_market(**settings)``: the root of a synthetic Market-1501 made with
+    ``TINY_MARKET`` updated by ``settings``, generated once per session per settings."""
+    roots = {}
+
+    def make(**settings) -> Path:
+        settings = {**TINY_MARKET, **settings}
+        key = tuple(sorted(settings.items()))
+        if key not in roots:
+            roots[key] = tmp_path_factory.mktemp('market')
+            make_market1501(roots[key], progress=False, **settings)
+        return roots[key]
+
+    return make
+
+
 @pytest.fixture
 def unique_name():
     """A model name nobody has registered yet."""
     return lambda: f'msinet_test_{uuid.uuid4().hex[:8]}'
+
+
+@pytest.fixture
+def hub_dir(tmp_path, monkeypatch):
+    """An empty torch hub cache, and no MSINET_PRETRAINED from the environment."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / 'hub'))
+    yield tmp_path / 'hub'
+    torch.hub.set_dir(previous)
+
+
+@pytest.fixture
+def imagenet_checkpoint(tmp_path) -> Path:
+    """A checkpoint in the layout the authors published: 1000-class classifiers,
+    extra entries beside the state_dict (a numpy scalar among them)."""
+    model = MSINet(1000, 'msinet')
+    model.load_state_dict(deterministic_state_dict(model))
+    path = tmp_path / 'published' / MSINET_IMAGENET.filename
+    path.parent.mkdir()
+    torch.save({'state_dict': model.state_dict(), 'epoch': 90, 'best_acc': np.float64(0.71)},
+               path)
+    return path
 
 
 @pytest.fixture(autouse=True)

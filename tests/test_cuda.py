@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import msinet_reid  # noqa: F401
-from msinet_reid.data import make_market1501
 from msinet_reid.deploy import InferenceModel
 from msinet_reid.engine import ImageMSINetEngine, TCMSearchEngine, build_search_optimizers
 from msinet_reid.search import MSINetSupernet
@@ -31,11 +30,9 @@ def last_device() -> torch.device:
 
 
 @pytest.fixture(scope='module')
-def manager(tmp_path_factory):
-    root = tmp_path_factory.mktemp('market')
-    make_market1501(root, num_train_ids=8, num_test_ids=4, height=64, width=32, progress=False)
+def manager(tiny_market):
     return reid_data.ImageDataManager(
-        root=str(root), sources='market1501', height=64, width=32, transforms=None,
+        root=str(tiny_market()), sources='market1501', height=64, width=32, transforms=None,
         batch_size_train=8, num_instances=2, train_sampler='RandomIdentitySampler',
         workers=0, batch_size_test=16)
 
@@ -94,12 +91,10 @@ def test_inference_model_and_onnx_match_on_the_gpu(manager, tmp_path):
     check_onnx(path, model.cpu(), images.cpu())
 
 
-def test_torchrun_trains_on_every_gpu_with_nccl(tmp_path):
+def test_torchrun_trains_on_every_gpu_with_nccl(tiny_market, tmp_path):
     # One process per GPU, up to two: with two, DDP and the gathers run over NCCL.
     processes = min(2, torch.cuda.device_count())
-    data_root = tmp_path / 'data'
-    make_market1501(data_root, num_train_ids=8, num_test_ids=4, height=64, width=32,
-                    progress=False)
+    data_root = tiny_market()
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--standalone',
          f'--nproc_per_node={processes}', str(REPO / 'examples' / 'train_msinet.py'),

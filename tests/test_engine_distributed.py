@@ -7,7 +7,6 @@ import torch
 
 import msinet_reid  # noqa: F401
 from msinet_reid import distributed
-from msinet_reid.data import make_market1501
 from msinet_reid.engine import ImageMSINetEngine
 from msinet_reid.losses import SAM_MODES
 from msinet_reid.models.msinet import CLASSIFIER_HEADS, TRAINING_HEADS
@@ -62,11 +61,8 @@ def _rank_job(info, root, out):
 
 
 @pytest.fixture(scope='module')
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('market')
-    make_market1501(root, num_train_ids=8, num_test_ids=4, height=64, width=32,
-                    progress=False)
-    return root
+def root(tiny_market):
+    return tiny_market()
 
 
 def test_two_processes_match_one_with_the_same_global_batch(root, tmp_path):
@@ -196,7 +192,7 @@ def test_fixbase_epochs_train_the_open_layers_then_all_under_two_processes(root,
 
 def _search_job(info, root, out):
     from msinet_reid._torchreid import utils
-    from msinet_reid.engine import TCMSearchEngine
+    from msinet_reid.search import TCMSearchEngine
 
     utils.set_random_seed(info.rank)  # different initial weights: rank 0's are broadcast
     search = _search_engine(root)
@@ -222,8 +218,7 @@ def _search_job(info, root, out):
 
 
 def _search_engine(root):
-    from msinet_reid.engine import TCMSearchEngine, build_search_optimizers
-    from msinet_reid.search import MSINetSupernet
+    from msinet_reid.search import MSINetSupernet, TCMSearchEngine, build_search_optimizers
 
     manager = reid_data.ImageDataManager(
         root=str(root), sources='market1501', height=64, width=32, transforms=['random_flip'],

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from msinet_reid.data import make_market1501
 
 from helpers import load_script
 
@@ -12,11 +11,8 @@ train_msinet = load_script('examples/train_msinet.py')
 
 
 @pytest.fixture(scope='module')
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('reid-data')
-    make_market1501(root, num_train_ids=4, num_test_ids=5, images_per_camera=3, num_cameras=2,
-                    height=64, width=32, progress=False)
-    return root
+def root(tiny_market):
+    return tiny_market(num_train_ids=4, num_test_ids=5, images_per_camera=3, num_cameras=2)
 
 
 def tiny_run(root, save_dir, *flags):

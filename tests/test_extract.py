@@ -8,18 +8,16 @@ import torchreid
 from torchreid.utils import FeatureExtractor
 
 from msinet_reid.cli import main
-from msinet_reid.data import make_market1501
 from msinet_reid.weights import PretrainedWeightsError
 
 HEIGHT, WIDTH = 64, 32
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(tiny_market, tmp_path_factory):
     """(model, checkpoint, query folder) after one epoch of torchreid's softmax engine."""
-    root = tmp_path_factory.mktemp('extract')
-    data = make_market1501(root, num_train_ids=6, num_test_ids=4, height=HEIGHT, width=WIDTH,
-                           progress=False)
+    root = tiny_market(num_train_ids=6)  # 64x32 images
+    log = tmp_path_factory.mktemp('extract')
     datamanager = torchreid.data.ImageDataManager(
         root=str(root), sources='market1501', height=HEIGHT, width=WIDTH, batch_size_train=8,
         batch_size_test=32, workers=0, use_gpu=False)
@@ -28,8 +26,8 @@ def trained(tmp_path_factory):
     scheduler = torchreid.optim.build_lr_scheduler(optimizer, stepsize=10)
     engine = torchreid.engine.ImageSoftmaxEngine(datamanager, model, optimizer,
                                                  scheduler=scheduler, use_gpu=False)
-    engine.run(save_dir=str(root / 'log'), max_epoch=1, print_freq=100)
-    return model.eval(), root / 'log' / 'model' / 'model.pth.tar-1', data / 'query'
+    engine.run(save_dir=str(log), max_epoch=1, print_freq=100)
+    return model.eval(), log / 'model' / 'model.pth.tar-1', root / 'market1501' / 'Market-1501-v15.09.15' / 'query'
 
 
 def test_engine_checkpoint_holds_numpy_metrics(trained):

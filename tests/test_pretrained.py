@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import gdown
-import numpy as np
 import pytest
 import torch
 
@@ -15,31 +14,6 @@ import msinet_reid
 from msinet_reid import PretrainedWeightsError
 from msinet_reid.models import MSINET_IMAGENET, MSINet
 from msinet_reid.weights import ENV_VAR, cache_path, load_state_dict_file
-
-from helpers import deterministic_state_dict
-
-
-@pytest.fixture
-def hub_dir(tmp_path, monkeypatch):
-    """An empty torch hub cache, and no MSINET_PRETRAINED from the environment."""
-    monkeypatch.delenv(ENV_VAR, raising=False)
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / 'hub'))
-    yield tmp_path / 'hub'
-    torch.hub.set_dir(previous)
-
-
-@pytest.fixture
-def imagenet_checkpoint(tmp_path) -> Path:
-    """A checkpoint in the layout the authors published: 1000-class classifiers,
-    extra entries beside the state_dict (a numpy scalar among them)."""
-    model = MSINet(1000, 'msinet')
-    model.load_state_dict(deterministic_state_dict(model))
-    path = tmp_path / 'published' / MSINET_IMAGENET.filename
-    path.parent.mkdir()
-    torch.save({'state_dict': model.state_dict(), 'epoch': 90, 'best_acc': np.float64(0.71)},
-               path)
-    return path
 
 
 def build(name='msinet', **kwargs):

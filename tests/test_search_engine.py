@@ -9,10 +9,10 @@ import torch.nn.functional as F
 import msinet_reid
 from msinet_reid._torchreid import data, engine, models, utils
 from msinet_reid.data import make_market1501
-from msinet_reid.engine import TCMSearchEngine, build_search_optimizers
-from msinet_reid.engine.search import CHECKPOINT_FILE, GENOTYPE_FILE
-from msinet_reid.genotypes import load_genotype
-from msinet_reid.search import MSINetSupernet
+from msinet_reid.search import (
+    MSINetSupernet, TCMSearchEngine, build_search_optimizers, load_genotype,
+)
+from msinet_reid.search.engine import CHECKPOINT_FILE, GENOTYPE_FILE
 
 EPOCHS = 2
 RUN = dict(max_epoch=EPOCHS, print_freq=100, ranks=[1])
@@ -106,28 +106,46 @@ def _trainable(params):
     return [p for p in params if p.requires_grad]
 
 
+def _grads(params):
+    return [None if p.grad is None else p.grad.clone() for p in params]
+
+
+def _assert_same_grads(before, params):
+    for grad, param in zip(before, params, strict=True):
+        assert (grad is None and param.grad is None) or torch.equal(grad, param.grad)
+
+
 def test_no_gradient_leaks_between_the_two_steps(datamanager):
+    """Each update is ``p - lr * grad`` of its own step's loss alone (nothing accumulated
+    from the other step or an earlier one), and neither step writes gradients into the
+    other optimiser's parameters (``backward(inputs=...)``)."""
     search = _engine(datamanager, plain_sgd=True)
     search.initialise_memories()
     search.model.train()
     train_batch = _batch(search, search.train_loader)
     valid_batch = _batch(search, search.valid_loader)
+    weights = _trainable(search.model.weight_parameters())
+    alphas = search.model.arch_parameters()
 
     # Architecture step first: its gradients must not reach the following weight update.
     search.architecture_step(*valid_batch)
     expected = _expected_sgd_update(search, MSINetSupernet.weight_parameters, 'train',
                                     *train_batch)
+    alpha_grads = _grads(alphas)
     search.model_step(*train_batch)
-    for want, got in zip(expected, _trainable(search.model.weight_parameters()), strict=True):
+    for want, got in zip(expected, weights, strict=True):
         assert torch.allclose(want, got, atol=1e-6)
+    _assert_same_grads(alpha_grads, alphas)
 
     # And the weight step's gradients must not reach the following alpha update.
     search.model_step(*train_batch)
     expected = _expected_sgd_update(search, MSINetSupernet.arch_parameters, 'valid',
                                     *valid_batch)
+    weight_grads = _grads(weights)
     search.architecture_step(*valid_batch)
-    for want, got in zip(expected, search.model.arch_parameters(), strict=True):
+    for want, got in zip(expected, alphas, strict=True):
         assert torch.allclose(want, got, atol=1e-7)
+    _assert_same_grads(weight_grads, weights)
 
 
 def test_tiny_search_finds_a_genotype_that_builds_and_trains(datamanager, tmp_path, unique_name):

@@ -1,16 +1,20 @@
 """The pieces of the architecture search: identity split, memories, mixed op, supernet."""
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from torch import nn
+
 from msinet_reid import MSINet, parse_genotype
-from msinet_reid.genotypes import load_genotype, save_genotype
 from msinet_reid.search import (
-    TABLE9_RATIOS, IdentityMemory, MixedInteraction, MSINetSupernet, identity_centroids,
-    split_identities,
+    SEARCH_OPS, TABLE9_RATIOS, IdentityMemory, MixedInteraction, MSINetSupernet,
+    identity_centroids, load_genotype, save_genotype, split_identities,
 )
-from msinet_reid.layers import INTERACTIONS
+
+DATA = Path(__file__).parent / 'data'
 
 NUM_IDS = 100
 
@@ -102,25 +106,64 @@ def test_memory_momentum_update_matches_eq3_by_hand():
 
 
 def test_mixed_interaction_is_the_softmax_weighted_sum_of_eq1():
-    mixed = MixedInteraction(32)
+    arch = nn.Module()
+    arch.alpha = nn.Parameter(torch.zeros(3, 4))
+    mixed = MixedInteraction(32, arch, row=1)
     mixed.ops['cross_att'].gamma.data.fill_(0.5)  # zero at init would hide the op
     x1, x2 = torch.randn(2, 32, 4, 2), torch.randn(2, 32, 4, 2)
     with torch.no_grad():
-        mixed.alpha.copy_(torch.tensor([0.1, -0.3, 0.7, 0.2]))
-    weights = torch.softmax(mixed.alpha.detach(), 0)
+        arch.alpha[1] = torch.tensor([0.1, -0.3, 0.7, 0.2])
+    weights = torch.softmax(arch.alpha[1].detach(), 0)
     outputs = [op(x1, x2) for op in mixed.ops.values()]
     y1, y2 = mixed(x1, x2)
     assert torch.allclose(y1, sum(w * o[0] for w, o in zip(weights, outputs)), atol=1e-6)
     assert torch.allclose(y2, sum(w * o[1] for w, o in zip(weights, outputs)), atol=1e-6)
-    assert mixed.chosen == 'ag'
+    assert mixed.chosen == 'cross_att' == SEARCH_OPS[2]
+    assert not list(mixed.parameters(recurse=False))  # alpha belongs to arch alone
     with pytest.raises(ValueError, match='search ops'):
-        MixedInteraction(32, ('ag', 'conv'))
+        MixedInteraction(32, arch, 0, ('ag', 'conv'))
 
 
-def test_supernet_cells_have_the_final_networks_widths():
-    # The reference supernet sized the branches from the cell's input width; ours must
-    # search exactly the network that is trained.
-    supernet = MSINetSupernet(num_classes=10).network.state_dict()
+def _reference_key(key: str, ops) -> str:
+    """Our supernet's state_dict key under the reference's names: no ``network.`` prefix,
+    and each mixed op's ops in a list (``_op2s.<index>``) rather than by name."""
+    key = key.removeprefix('network.')
+    for position in ('2', '3'):
+        for index, op in enumerate(ops):
+            key = key.replace(f'._op{position}.ops.{op}.', f'._op{position}s.{index}.')
+    return key
+
+
+def test_default_supernet_has_the_reference_shapes_and_feature_width():
+    # supernet_reference.json: recorded from the authors' search_cnn.py by
+    # tests/data/make_supernet_reference.py.
+    reference = json.loads((DATA / 'supernet_reference.json').read_text())
+    supernet = MSINetSupernet(reference['num_classes'])
+    assert supernet.ops == tuple(reference['ops'])
+    state = {key: list(value.shape) for key, value in supernet.state_dict().items()
+             if key != 'alpha'}
+    assert {_reference_key(k, supernet.ops): v for k, v in state.items()} == \
+        reference['state_dict']
+    assert [list(a.shape) for a in supernet.arch_parameters()] == reference['arch_parameters']
+    with torch.no_grad():
+        features = supernet.eval()(torch.randn(2, 3, 64, 32))
+    assert features.shape[1] == supernet.feature_dim == reference['feature_dim'] == 512
+    logits, features = supernet.train()(torch.randn(4, 3, 64, 32))
+    assert [f.shape for f in features] == [(4, 512)] and [y.shape for y in logits] == [(4, 10)]
+    assert supernet.network.classifier.bias is None
+    assert not supernet.network.head.bias.requires_grad
+
+
+def test_alpha_starts_near_uniform_as_one_tensor():
+    torch.manual_seed(0)
+    alpha = MSINetSupernet(num_classes=10).alpha.detach()
+    assert alpha.shape == (12, 4)
+    assert 0 < alpha.abs().max() < 5e-3 and 5e-4 < alpha.std() < 2e-3
+
+
+def test_msinet_space_has_the_final_networks_widths_and_heads():
+    supernet = MSINetSupernet(num_classes=10, space='msinet')
+    state = supernet.network.state_dict()
     fixed = MSINet(10, genotype=['ag'] * 6 + ['cross_att'] * 6).state_dict()
     for key, value in fixed.items():
         if '._op' in key:  # an interaction module: inside the mixed op, under its name
@@ -128,33 +171,40 @@ def test_supernet_cells_have_the_final_networks_widths():
             position, name = rest.split('.', 1)
             kind = 'cross_att' if name == 'gamma' else 'ag'
             key = f'{cell}._op{position}.ops.{kind}.{name}'
-        assert supernet[key].shape == value.shape, key
-    outside_mixed_ops = {key for key in supernet if '._op' not in key}
+        assert state[key].shape == value.shape, key
+    outside_mixed_ops = {key for key in state if '._op' not in key}
     assert outside_mixed_ops == {key for key in fixed if '._op' not in key}
+    assert supernet.feature_dim == 768
+    with pytest.raises(ValueError, match='unknown search space'):
+        MSINetSupernet(10, space='final')
 
 
-def test_supernet_parameters_genotype_and_state():
-    supernet = MSINetSupernet(num_classes=10)
+@pytest.mark.parametrize('space', ['reference', 'msinet'])
+def test_supernet_parameters_genotype_and_state(space):
+    supernet = MSINetSupernet(num_classes=10, space=space)
     arch, weights = supernet.arch_parameters(), list(supernet.weight_parameters())
-    assert len(arch) == 12 and all(a.shape == (len(INTERACTIONS),) for a in arch)
+    assert len(arch) == 1 and arch[0].shape == (12, len(SEARCH_OPS))
     arch_ids, weight_ids = {id(p) for p in arch}, {id(p) for p in weights}
     assert arch_ids | weight_ids == {id(p) for p in supernet.parameters()}
     assert not arch_ids & weight_ids
-    state = supernet.state_dict()
-    assert sum(key.endswith('.alpha') for key in state) == 12
+    assert [key for key in supernet.state_dict() if key.endswith('alpha')] == ['alpha']
     with torch.no_grad():
-        for index, alpha in enumerate(arch):
-            alpha.zero_()
-            alpha[index % 4] = 1.0
+        supernet.alpha.zero_()
+        for index in range(12):
+            supernet.alpha[index, index % 4] = 1.0
     genotype = supernet.genotype()
     assert parse_genotype(genotype) == genotype
-    assert genotype[:4] == tuple(INTERACTIONS)
+    assert genotype[:4] == SEARCH_OPS
+    assert [m.chosen for m in supernet.mixed_interactions()] == list(genotype)
     assert torch.allclose(supernet.arch_weights().sum(1), torch.ones(12))
-    # alpha moves with the module and comes back with load_state_dict.
-    assert supernet.double().arch_parameters()[0].dtype == torch.float64
-    copy = MSINetSupernet(num_classes=10).double()
+    # alpha moves with the module, the mixed ops follow, and it comes back with
+    # load_state_dict.
+    supernet.double()
+    assert supernet.mixed_interactions()[0].weights().dtype == torch.float64
+    copy = MSINetSupernet(num_classes=10, space=space).double()
     copy.load_state_dict(supernet.state_dict())
     assert copy.genotype() == genotype
+    assert [m.chosen for m in copy.mixed_interactions()] == list(genotype)
 
 
 def test_genotype_file_round_trip(tmp_path):

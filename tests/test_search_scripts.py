@@ -3,7 +3,7 @@ import importlib.util
 from pathlib import Path
 
 from msinet_reid.data import make_market1501
-from msinet_reid.genotypes import load_genotype
+from msinet_reid.search import load_genotype
 
 REPO = Path(__file__).resolve().parents[1]
 

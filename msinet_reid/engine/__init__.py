@@ -1,8 +1,20 @@
-"""torchreid engines for MSINet: the paper's training recipe and its architecture search.
+"""torchreid engines for MSINet: the paper's training recipe, and (from
+:mod:`msinet_reid.search`) its architecture search.
 
 Both run unchanged in one process and under ``torchrun`` (see :mod:`.base`)."""
 from .base import DistributedEngine
-from .search import TCMSearchEngine, build_search_optimizers
 from .train import ImageMSINetEngine
 
-__all__ = ['DistributedEngine', 'ImageMSINetEngine', 'TCMSearchEngine', 'build_search_optimizers']
+_SEARCH = ('TCMSearchEngine', 'build_search_optimizers')
+
+
+def __getattr__(name: str):
+    # The search engine lives with the rest of the search; imported on first use, since
+    # msinet_reid.search itself builds on this package.
+    if name in _SEARCH:
+        from .. import search
+        return getattr(search, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+__all__ = ['DistributedEngine', 'ImageMSINetEngine', *_SEARCH]

@@ -5,9 +5,10 @@ computes exactly what the authors' ``CrossEntropyLabelSmooth`` does.
 """
 from .._torchreid import losses as _torchreid_losses
 from .alignment import SAM_MODES, SpatialAlignLoss, mutual_correlation
+from .memory import IdentityMemory, identity_centroids
 from .triplet import TripletLoss
 
 CrossEntropyLoss = _torchreid_losses.CrossEntropyLoss
 
-__all__ = ['CrossEntropyLoss', 'SAM_MODES', 'SpatialAlignLoss', 'TripletLoss',
-           'mutual_correlation']
+__all__ = ['CrossEntropyLoss', 'IdentityMemory', 'SAM_MODES', 'SpatialAlignLoss', 'TripletLoss',
+           'identity_centroids', 'mutual_correlation']

@@ -4,7 +4,7 @@ Reference: "MSINet: Twins Contrastive Search of Multi-Scale Interaction for Obje
 ReID", https://arxiv.org/abs/2303.07065. Module names and shapes follow the authors'
 implementation, so their checkpoints load unchanged.
 """
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
 from torch import Tensor, nn
@@ -44,15 +44,16 @@ class MSICell(nn.Module):
     Two branches of a 1x1 reduction and light 3x3 convolutions at depths 1 and 3 (scale
     ratio 3:1), interacting twice, fused by a sum and added to the input. ``interaction``
     builds the two interaction modules (the architecture search plugs in mixed ones).
+    The branches are ``out_channels // bottleneck`` wide, or ``mid_channels``.
     """
 
     def __init__(
         self, in_channels: int, out_channels: int, ops: Sequence[str],
         bottleneck: int = 4, depths: Tuple[int, int] = (1, 3),
-        interaction: InteractionFactory = build_interaction,
+        interaction: InteractionFactory = build_interaction, mid_channels: Optional[int] = None,
     ) -> None:
         super().__init__()
-        mid = out_channels // bottleneck
+        mid = mid_channels or out_channels // bottleneck
         self.conv1a = ConvBnAct(in_channels, mid)
         self.conv1b = ConvBnAct(in_channels, mid)
         self.conv2a = light_conv_stack(mid, depths[0])
@@ -80,6 +81,46 @@ class MSICell(nn.Module):
 def _transition(channels: int) -> nn.Module:
     """Down-sampling between stages: 1x1 conv block, then 2x2 average pooling."""
     return nn.Sequential(ConvBnAct(channels, channels), nn.AvgPool2d(2, stride=2))
+
+
+def build_cells(
+    channels: Sequence[int], genotype: Sequence[str],
+    interaction: InteractionFactory = build_interaction, branches_from: str = 'output',
+) -> nn.ModuleList:
+    """MSINet's three stages: two cells each, with a transition after the first two.
+
+    ``branches_from='output'`` sizes each cell's branches from its output width, as the
+    final network does; ``'input'`` from its input width, as the reference supernet did.
+    """
+    if branches_from not in ('input', 'output'):
+        raise ValueError(f"branches_from must be 'input' or 'output', got {branches_from!r}")
+    cells = nn.ModuleList()
+    ops = iter(genotype)
+    for stage, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+        for width in (c_in, c_out):
+            mid = width // 4 if branches_from == 'input' else None
+            cells.append(MSICell(width, c_out, (next(ops), next(ops)),
+                                 interaction=interaction, mid_channels=mid))
+        if stage < 2:
+            cells.append(_transition(c_out))
+    return cells
+
+
+def init_weights(module: nn.Module, linear_std: float = 0.01) -> None:
+    """The authors' initialisation: Kaiming (fan-out) convolutions, unit BatchNorm,
+    ``N(0, linear_std)`` linear layers, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, linear_std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class MSINet(nn.Module):
@@ -126,14 +167,7 @@ class MSINet(nn.Module):
 
         self.conv1 = ConvBnAct(3, channels[0], 7, stride=2, padding=3)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.cells = nn.ModuleList()
-        ops = iter(self.genotype)
-        for stage, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
-            for width in (c_in, c_out):
-                self.cells.append(
-                    MSICell(width, c_out, (next(ops), next(ops)), interaction=interaction))
-            if stage < 2:
-                self.cells.append(_transition(c_out))
+        self.cells = build_cells(channels, self.genotype, interaction)
         # Stage-2 output (after its transition) feeds the part head.
         self.part_source = 5
 
@@ -151,18 +185,7 @@ class MSINet(nn.Module):
         self._init_params()
 
     def _init_params(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_weights(self)
         # BNNeck: the necks' shift stays zero.
         self.head.bias.requires_grad_(False)
         self.f_head.bias.requires_grad_(False)
@@ -189,18 +212,26 @@ class MSINet(nn.Module):
             )
         return torch.cat((x[:, :, :half].mean((2, 3)), x[:, :, half:].mean((2, 3))), dim=1)
 
+    def pool_features(self, x: Tensor, part: Tensor) -> Tuple[Tensor, Tensor]:
+        """The 512-d global feature of the final maps and the 256-d part feature of the
+        stage-2 maps (both before the BN necks)."""
+        return self.gap(x).flatten(1), self.part_features(part)
+
+    def logits(self, v: Tensor, f_v: Tensor) -> List[Tensor]:
+        """Classify the global and the part feature, each through its BN neck."""
+        return [
+            self.classifier(self.head(self.fc(v))),
+            self.f_classifier(self.f_head(self.f_fc(f_v))),
+        ]
+
     def forward(self, x: Tensor, return_featuremaps: bool = False):
         x, part = self.featuremaps(x)
         if return_featuremaps:
             return x
-        v = self.gap(x).flatten(1)
-        f_v = self.part_features(part)
+        v, f_v = self.pool_features(x, part)
         if not self.training:
             return torch.cat((v, f_v), dim=1)
-        logits = [
-            self.classifier(self.head(self.fc(v))),
-            self.f_classifier(self.f_head(self.f_fc(f_v))),
-        ]
+        logits = self.logits(v, f_v)
         if self.loss == 'softmax':
             return logits
         return logits, [v, f_v]
@@ -209,9 +240,9 @@ class MSINet(nn.Module):
 def _create_msinet(
     genotype: Union[str, Sequence[str]], num_classes: int, loss: str, pretrained: bool,
     weights: Optional[PretrainedWeights] = None, pretrained_path: Optional[PathLike] = None,
-    **kwargs,
+    model_cls: Type[MSINet] = MSINet, **kwargs,
 ) -> MSINet:
-    model = MSINet(num_classes, genotype, loss=loss, **kwargs)
+    model = model_cls(num_classes, genotype, loss=loss, **kwargs)
     if pretrained:
         if weights is None and pretrained_path is None:
             raise PretrainedWeightsError(
@@ -223,13 +254,13 @@ def _create_msinet(
     return model
 
 
-@register_model
 def msinet(num_classes: int, loss: str = 'softmax', pretrained: bool = True, use_gpu: bool = True,
            **kwargs) -> MSINet:
     """MSINet (paper Table 1), searched on MSMT17; ImageNet-pretrained weights available.
 
     ``use_gpu`` is accepted for torchreid's factory signature and ignored: move the model
-    with ``.to(device)``. ``pretrained_path=`` names a local checkpoint.
+    with ``.to(device)``. ``pretrained_path=`` names a local checkpoint; ``model_cls=``
+    builds a subclass of MSINet instead (the timm integration's ``TimmMSINet``).
 
     Example::
 
@@ -240,7 +271,8 @@ def msinet(num_classes: int, loss: str = 'softmax', pretrained: bool = True, use
     return _create_msinet('msinet', num_classes, loss, pretrained, MSINET_IMAGENET, **kwargs)
 
 
-register_model(msinet, name='msinet_x1_0')
+register_model(msinet, weights=MSINET_IMAGENET)
+register_model(msinet, name='msinet_x1_0', weights=MSINET_IMAGENET)
 
 
 @register_model
@@ -257,7 +289,6 @@ def msinet_s(num_classes: int, loss: str = 'softmax', pretrained: bool = True,
     return _create_msinet('msinet_s', num_classes, loss, pretrained, **kwargs)
 
 
-@register_model
 def msinet_sam(num_classes: int, loss: str = 'softmax', pretrained: bool = True,
                use_gpu: bool = True, **kwargs) -> MSINet:
     """MSINet with the Spatial Alignment Module (paper sec. 3.3); same outputs as ``msinet``.
@@ -267,6 +298,9 @@ def msinet_sam(num_classes: int, loss: str = 'softmax', pretrained: bool = True,
     return _create_msinet(
         'msinet', num_classes, loss, pretrained, MSINET_IMAGENET, sam=True, **kwargs
     )
+
+
+register_model(msinet_sam, weights=MSINET_IMAGENET)
 
 
 def register_genotype(name: str, genotype: Union[str, Sequence[str]]) -> Callable:
@@ -291,7 +325,7 @@ def register_genotype(name: str, genotype: Union[str, Sequence[str]]) -> Callabl
 
 
 __all__ = [
-    'CLASSIFIER_HEADS', 'GENOTYPES', 'InteractionFactory', 'LOSSES', 'MSICell', 'MSINET_IMAGENET', 'MSINet',
-    'TRAINING_HEADS', 'msinet', 'msinet_s', 'msinet_sam', 'msinet_vr', 'build_interaction',
-    'register_genotype',
+    'CLASSIFIER_HEADS', 'GENOTYPES', 'InteractionFactory', 'LOSSES', 'MSICell', 'MSINET_IMAGENET',
+    'MSINet', 'TRAINING_HEADS', 'build_cells', 'build_interaction', 'init_weights', 'msinet',
+    'msinet_s', 'msinet_sam', 'msinet_vr', 'register_genotype',
 ]

@@ -8,6 +8,7 @@ from ..data.samplers import IdentitySampler
 from ..data.views import dataset_view
 from ..engine.base import DistributedEngine
 from ..evaluation import extract_features
+from ..losses.memory import identity_centroids
 from .clustering import cluster_pseudo_labels
 from .memory import ClusterMemory
 
@@ -87,9 +88,8 @@ class ClusterContrastEngine(DistributedEngine):
         pseudo = [(path, int(label), camid, dsetid)
                   for (path, _, camid, dsetid), label in zip(items, labels) if label >= 0]
         keep = torch.from_numpy(labels >= 0)
-        # Sums of each cluster's features: the memory normalises them into mean directions.
-        centroids = torch.zeros(num_clusters, features.shape[1]).index_add_(
-            0, torch.from_numpy(labels[labels >= 0]).long(), features[keep])
+        centroids = identity_centroids(
+            features[keep], torch.from_numpy(labels[labels >= 0]).long(), num_clusters)
         self.memory = ClusterMemory(centroids, self.temperature, self.momentum).to(self.device)
         self.train_loader = DataLoader(
             dataset_view(self.train_set, pseudo, self.train_set.transform),

@@ -4,13 +4,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..search.memory import IdentityMemory
+from ..losses.memory import IdentityMemory
 
 
 class ClusterMemory(IdentityMemory):
     """The TCM identity memory with clusters for identities, and Cluster Contrast's update.
 
-    The loss is :class:`~msinet_reid.search.IdentityMemory`'s (InfoNCE of the features
+    The loss is :class:`~msinet_reid.losses.IdentityMemory`'s (InfoNCE of the features
     against every unit-length centroid); in training, ``forward`` then moves each centroid
     of the batch towards the mean of its features, once per batch:
     ``c <- normalise(momentum * c + (1 - momentum) * mean)``.

@@ -17,13 +17,13 @@ from ..atomic import PathLike, atomic_write
 from ..data.samplers import IdentitySampler
 from ..data.views import dataset_view
 from ..evaluation import extract_features
-from ..genotypes import save_genotype
-from ..models.supernet import MSINetSupernet
+from ..engine.base import DistributedEngine
+from ..losses.memory import IdentityMemory
 from ..optim import PAPER_EPOCHS, WarmupMultiStepLR, paper_schedule
-from ..search.memory import IdentityMemory
-from ..search.scheme import get_scheme
-from ..search.split import Item, check_ratios, split_identities
-from .base import DistributedEngine
+from .genotype_file import save_genotype
+from .scheme import get_scheme
+from .split import Item, check_ratios, split_identities
+from .supernet import MSINetSupernet
 
 CHECKPOINT_FILE = 'search_checkpoint.pth'
 GENOTYPE_FILE = 'genotype.json'
@@ -289,7 +289,7 @@ class TCMSearchEngine(DistributedEngine):
             self.log(f'=> Searched genotype: {genotype}\n   written to '
                   f'{self.save_dir / GENOTYPE_FILE}; train it with\n'
                   f"   msinet_reid.register_genotype('my_msinet', "
-                  f"msinet_reid.genotypes.load_genotype('{self.save_dir / GENOTYPE_FILE}'))")
+                  f"msinet_reid.search.load_genotype('{self.save_dir / GENOTYPE_FILE}'))")
 
     def train(self, print_freq: int = 10, fixbase_epoch: int = 0, open_layers=None) -> None:
         if not self._memories_ready:

@@ -1,11 +1,19 @@
-"""Identity memories of the Twins Contrastive Mechanism (paper eqs. 2 and 3)."""
+"""The contrastive identity memory: the Twins Contrastive Mechanism's ``C_tr`` and ``C_val``
+(paper eqs. 2 and 3), and Cluster Contrast's cluster memory."""
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 def identity_centroids(features: Tensor, labels: Tensor, num_ids: int) -> Tensor:
-    """``(num_ids, dim)`` unit-length means of the L2-normalised features of each identity."""
+    """``(num_ids, dim)`` unit-length means of the L2-normalised features of each identity.
+
+    The one definition of a centroid: the search's memories and Cluster Contrast's clusters
+    both start from it. ``labels`` must be ``0..num_ids - 1``, each present.
+
+    >>> identity_centroids(torch.tensor([[3., 4.], [1., 0.]]), torch.tensor([0, 0]), 1)
+    tensor([[0.8944, 0.4472]])
+    """
     counts = torch.bincount(labels, minlength=num_ids)
     if len(counts) > num_ids or not bool(counts.all()):
         missing = (counts[:num_ids] == 0).nonzero().flatten().tolist()
@@ -17,7 +25,7 @@ def identity_centroids(features: Tensor, labels: Tensor, num_ids: int) -> Tensor
 
 
 class IdentityMemory(nn.Module):
-    """One unit-length feature per identity of a search set: ``C_tr`` or ``C_val``.
+    """One unit-length feature per identity (or cluster): the search's ``C_tr``/``C_val``.
 
     ``forward`` is the contrastive classification loss of eq. 2: cross-entropy over the
     cosine similarities to every memorised identity, divided by ``temperature``.
