@@ -4,7 +4,10 @@ Measures, in one run: parameters (classifiers excluded), FLOPs per image counted
 PyTorch's ``FlopCounterMode`` (which, unlike torchreid's ``compute_model_complexity``,
 sees the matrix products inside attention), and latency at each batch size on the CPU
 (and CUDA when present) for the eager models, MSINet's inference model
-(``msinet_reid.deploy``) and its ONNX export in onnxruntime. Timings are interleaved:
+(``msinet_reid.deploy``) and its ONNX export in onnxruntime, fp32 and int8
+(``msinet_reid.export.quantize_onnx``, calibrated on synthetic crops; the weights are
+untrained, so only its speed means something here: ``benchmarks/quantization.py``
+measures its accuracy on a trained model). Timings are interleaved:
 each repeat runs every variant once, in a rotating order, so that load from other
 processes spreads over all of them; the median and the spread over repeats are reported,
 and each variant's median as a ratio to ResNet-50's.
@@ -29,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import msinet_reid  # noqa: F401  (registers the models with torchreid)
 from msinet_reid._torchreid import models
+from msinet_reid.data import make_market1501
 from msinet_reid.deploy import InferenceModel
 
 MODELS = ('resnet50', 'osnet_x1_0', 'msinet', 'msinet_sam')
@@ -75,13 +79,18 @@ def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
     return counter.get_total_flops()
 
 
-def onnx_runner(model: torch.nn.Module, height: int, width: int, threads: Optional[int],
-                folder: Path) -> Runner:
-    from msinet_reid.export import INPUT_NAME, OUTPUT_NAME, export_onnx, onnx_session
+def onnx_runners(model: torch.nn.Module, height: int, width: int, threads: Optional[int],
+                 folder: Path) -> Dict[str, Runner]:
+    """The ONNX export in onnxruntime, fp32 and int8 (calibrated on synthetic crops)."""
+    from msinet_reid.export import OnnxModel, export_onnx, quantize_onnx
 
-    path = export_onnx(model, folder / 'msinet.onnx', height, width)
-    session = onnx_session(path, threads)
-    return lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})
+    fp32 = export_onnx(model, folder / 'msinet.onnx', height, width)
+    crops = make_market1501(folder, num_train_ids=16, num_test_ids=1, height=height,
+                            width=width, progress=False) / 'bounding_box_train'
+    report = quantize_onnx(fp32, folder / 'msinet.int8.onnx', crops, min_cosine=-1)
+    print(f'{report} (untrained weights: the guard is off)', file=sys.stderr)
+    return {'msinet onnxruntime': OnnxModel(fp32, threads),
+            'msinet onnxruntime int8': OnnxModel(report.path, threads)}
 
 
 def build_variants(built: Dict[str, torch.nn.Module], args: argparse.Namespace,
@@ -92,8 +101,7 @@ def build_variants(built: Dict[str, torch.nn.Module], args: argparse.Namespace,
     variants['msinet inference'] = InferenceModel(msinet).to(device)
     variants['msinet inference NCHW'] = InferenceModel(msinet, channels_last=False).to(device)
     if device.type == 'cpu' and not args.no_onnx:
-        variants['msinet onnxruntime'] = onnx_runner(msinet, args.height, args.width,
-                                                     args.threads, folder)
+        variants.update(onnx_runners(msinet, args.height, args.width, args.threads, folder))
     return variants
 
 
@@ -178,6 +186,9 @@ COMPARISONS = {  # label: (variant, baseline)
     'eager / inference': ('msinet', 'msinet inference'),
     'eager / inference NCHW': ('msinet', 'msinet inference NCHW'),
     'eager / onnxruntime': ('msinet', 'msinet onnxruntime'),
+    'onnxruntime / int8': ('msinet onnxruntime', 'msinet onnxruntime int8'),
+    'inference / int8': ('msinet inference', 'msinet onnxruntime int8'),
+    'osnet_x1_0 / int8': ('osnet_x1_0', 'msinet onnxruntime int8'),
 }
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .demo import DemoConfig, run_demo
+from .export import CALIBRATION_METHODS, DEFAULT_CALIBRATION, MIN_COSINE, QuantizationError
 from .models import list_models
 from .weights import PretrainedWeightsError
 
@@ -48,13 +49,25 @@ def _add_model_command(commands, name: str, run, help: str,
 
 def _export(args: argparse.Namespace) -> None:
     from .deploy import load_trained
-    from .export import export_onnx, require_onnxruntime
+    from .export import export_onnx, quantize_onnx, require_onnxruntime, split_calibration
 
     require_onnxruntime()  # fail before loading anything
+    if args.int8 and args.calib is None:
+        raise ValueError('--int8 needs --calib DIR, a folder of crops to calibrate on')
+    if not args.int8 and any(option is not None
+                             for option in (args.calib, args.check, args.int8_out)):
+        raise ValueError('--calib, --check and --int8-out only apply with --int8')
+    if args.int8:  # and before the fp32 export, on calibration crops that cannot serve
+        calibration, check = split_calibration(args.calib, args.check, args.num_calibration)
     path = export_onnx(load_trained(args.model, args.weights), args.out,
                        height=args.height, width=args.width, opset=args.opset)
     print(f'Wrote {path}: input images (batch, 3, {args.height}, {args.width}), '
           f'output features (batch, 768); checked with onnxruntime')
+    if args.int8:
+        report = quantize_onnx(path, args.int8_out or path.with_suffix('.int8.onnx'),
+                               calibration, check=check, method=args.calib_method,
+                               min_cosine=args.min_cosine)
+        print(f'Wrote {report}')
 
 
 def _add_export(commands) -> None:
@@ -67,6 +80,32 @@ def _add_export(commands) -> None:
     )
     parser.add_argument('--out', required=True, type=Path, help='ONNX file to write')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset version')
+    int8 = parser.add_argument_group(
+        'int8', 'also write an int8 model, calibrated on crops and checked against fp32')
+    int8.add_argument('--int8', action='store_true', help='quantize the exported model')
+    int8.add_argument('--calib', type=Path,
+                      help='folder of crops (searched recursively) to calibrate on, e.g. '
+                           "a torchreid dataset's training images; needed by --int8")
+    int8.add_argument('--check', type=Path, default=None,
+                      help='folder of held-out crops to check the int8 features on; '
+                           'without it, a fifth of --calib (up to 64) is kept out of '
+                           'calibration for the check')
+    int8.add_argument('--num-calibration', type=int, default=256,
+                      help='crops to calibrate on, drawn at random from --calib')
+    int8.add_argument('--calib-method', default=DEFAULT_CALIBRATION,
+                      choices=CALIBRATION_METHODS, help='how activation ranges are chosen')
+    int8.add_argument('--min-cosine', type=float, default=MIN_COSINE,
+                      help='refuse the int8 model below this mean cosine similarity '
+                           'to the fp32 features on the held-out crops')
+    int8.add_argument('--int8-out', type=Path, default=None,
+                      help='int8 ONNX file to write; without it, --out with the suffix '
+                           '.int8.onnx')
+
+
+def _add_loading_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    parser.add_argument('--batch-size', type=int, default=batch_size, help='images per batch')
+    parser.add_argument('--workers', type=int, default=2, help='image loading processes')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
 
 
 def _save_npy(array: np.ndarray, path: Path) -> None:
@@ -103,9 +142,49 @@ def _add_extract(commands) -> None:
     )
     parser.add_argument('--images', required=True, type=Path, help='folder of images')
     parser.add_argument('--out', required=True, type=Path, help='.npy file to write')
-    parser.add_argument('--batch-size', type=int, default=64, help='images per batch')
-    parser.add_argument('--workers', type=int, default=2, help='image loading processes')
-    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    _add_loading_options(parser, batch_size=64)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    import torch
+
+    from .deploy import load_trained
+    from .evaluation import evaluate, query_gallery
+
+    if args.weights.suffix == '.onnx':
+        from .export import OnnxModel
+
+        model = OnnxModel(args.weights)
+        if model.image_size != (args.height, args.width):
+            raise ValueError(f'{args.weights} takes {model.image_size[0]}x{model.image_size[1]} '
+                             f'images; pass --height {model.image_size[0]} '
+                             f'--width {model.image_size[1]}')
+        device = torch.device('cpu')  # onnxruntime's CPU session reads host memory
+    else:
+        device = torch.device(args.device)
+        model = load_trained(args.model, args.weights).to(device)
+    datamanager = query_gallery(str(args.root), args.dataset, args.height, args.width,
+                                args.batch_size, args.workers, use_gpu=device.type == 'cuda')
+    for name, scores in evaluate(model, datamanager, device).items():
+        print(f'{name} ({args.weights.name}): Rank-1 {scores["rank1"]:.1%}, '
+              f'mAP {scores["mAP"]:.1%}')
+
+
+def _add_evaluate(commands) -> None:
+    parser = _add_model_command(
+        commands, 'evaluate', _evaluate,
+        help='Rank-1/mAP of a checkpoint or an ONNX model on a torchreid dataset',
+        description="Rank the query images of a torchreid dataset against its gallery with "
+                    "a trained checkpoint, an fp32 ONNX file or an int8 ONNX file (--weights "
+                    "ending in .onnx, run by onnxruntime on the CPU), with the protocol of "
+                    "training's evaluation (msinet_reid.evaluation.evaluate), and print "
+                    'Rank-1 and mAP.',
+    )
+    parser.add_argument('--root', required=True, type=Path,
+                        help="torchreid's data root (the folder holding the dataset)")
+    parser.add_argument('--dataset', default='market1501',
+                        help='torchreid dataset name (market1501, msmt17, veri, ...)')
+    _add_loading_options(parser, batch_size=128)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -114,9 +193,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     _add_demo(commands)
     _add_export(commands)
     _add_extract(commands)
+    _add_evaluate(commands)
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (PretrainedWeightsError, FileNotFoundError, ImportError) as error:
+    except (PretrainedWeightsError, QuantizationError, FileNotFoundError, ImportError,
+            ValueError) as error:
         parser.exit(2, f'msinet-reid {args.command}: error: {error}\n')
     return 0

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ._torchreid import metrics
+from ._torchreid import data, metrics
 
 
 @torch.no_grad()
@@ -52,3 +52,19 @@ def evaluate(
         cmc, mean_ap = metrics.evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
         results[name] = {'rank1': float(cmc[0]), 'mAP': float(mean_ap)}
     return results
+
+
+def query_gallery(root: str, dataset: str, height: int, width: int, batch_size: int = 128,
+                  workers: int = 2, use_gpu: bool = False):
+    """A torchreid ``ImageDataManager`` for ``dataset`` under ``root``, to pass to ``evaluate``.
+
+    Its test images are preprocessed as torchreid tests (resized, ImageNet-normalised).
+
+    Example::
+
+        >>> evaluate(model, query_gallery('reid-data', 'market1501', 256, 128))
+    """
+    return data.ImageDataManager(
+        root=root, sources=dataset, targets=dataset, height=height, width=width,
+        batch_size_test=batch_size, workers=workers, use_gpu=use_gpu,
+    )

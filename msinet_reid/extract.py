@@ -42,6 +42,20 @@ class _ImageFiles(Dataset):
             return self.transform(image.convert('RGB'))
 
 
+def image_batches(paths: Sequence[Path], image_size: Tuple[int, int] = (256, 128),
+                  batch_size: int = 64, workers: int = 2) -> DataLoader:
+    """Batches of the images at ``paths``, in order, preprocessed as torchreid tests
+    (resized to ``image_size``, ImageNet-normalised).
+
+    Example::
+
+        >>> next(iter(image_batches(find_images('gallery/'), (256, 128)))).shape
+        torch.Size([64, 3, 256, 128])
+    """
+    transform = T.Compose([T.Resize(image_size), T.ToTensor(), T.Normalize(PIXEL_MEAN, PIXEL_STD)])
+    return DataLoader(_ImageFiles(paths, transform), batch_size=batch_size, num_workers=workers)
+
+
 @torch.no_grad()
 def extract_image_features(
     model: nn.Module, paths: Sequence[Path], image_size: Tuple[int, int] = (256, 128),
@@ -53,9 +67,7 @@ def extract_image_features(
 
         >>> feats = extract_image_features(model, find_images('gallery/'))
     """
-    transform = T.Compose([T.Resize(image_size), T.ToTensor(), T.Normalize(PIXEL_MEAN, PIXEL_STD)])
-    loader = DataLoader(_ImageFiles(paths, transform), batch_size=batch_size,
-                        num_workers=workers)
+    loader = image_batches(paths, image_size, batch_size, workers)
     model.eval().to(device)
     features = [model(batch.to(device)).cpu()
                 for batch in tqdm(loader, desc='Extracting features', unit='batch')]

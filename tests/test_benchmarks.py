@@ -35,7 +35,8 @@ def test_quick_benchmark(tmp_path, reference_facts, capsys):
     assert benchmark.count_flops(msinet_s, 64, 32) > facts['msinet']['flops'] > 0
     latency = results['latency']['cpu']['2']['variants']
     assert set(latency) == {'resnet50', 'osnet_x1_0', 'msinet', 'msinet_sam', 'msinet inference',
-                            'msinet inference NCHW', 'msinet onnxruntime'}
+                            'msinet inference NCHW', 'msinet onnxruntime',
+                            'msinet onnxruntime int8'}
     assert latency['resnet50']['ratio_to_resnet50'] == 1
     for summary in latency.values():
         assert len(summary['samples_ms']) == 1 and summary['median_ms'] > 0

@@ -1,0 +1,116 @@
+"""INT8 quantization (`export --int8`), its accuracy guard, and `msinet-reid evaluate`."""
+import numpy as np
+import onnx
+import pytest
+import torch
+import torchreid
+from onnx import numpy_helper
+from PIL import Image
+
+from msinet_reid.cli import main
+from msinet_reid.data import make_market1501
+from msinet_reid.deploy import load_trained
+from msinet_reid.export import (MIN_COSINE, OnnxModel, QuantizationError, export_onnx,
+                                feature_cosine, quantize_onnx)
+from msinet_reid.extract import find_images, image_batches
+
+HEIGHT, WIDTH = 64, 32
+
+
+@pytest.fixture(scope='module')
+def market(tmp_path_factory):
+    """A tiny synthetic Market-1501: training crops to calibrate on, query/gallery to rank."""
+    root = tmp_path_factory.mktemp('market')
+    folder = make_market1501(root, num_train_ids=8, num_test_ids=4, height=HEIGHT, width=WIDTH,
+                             progress=False)
+    return root, folder
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """Randomly initialised weights: unlike helpers.deterministic_state_dict's, whose
+    features hardly depend on the image, they tell crops apart as trained ones do."""
+    torch.manual_seed(0)
+    model = torchreid.models.build_model('msinet', 8, pretrained=False)
+    path = tmp_path_factory.mktemp('checkpoint') / 'msinet.pth'
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def fp32_onnx(checkpoint, tmp_path_factory):
+    path = tmp_path_factory.mktemp('fp32') / 'msinet.onnx'
+    return export_onnx(load_trained('msinet', checkpoint), path, HEIGHT, WIDTH)
+
+
+def test_export_int8_end_to_end(checkpoint, market, tmp_path, capsys):
+    crops = market[1] / 'bounding_box_train'
+    out = tmp_path / 'msinet.onnx'
+    assert main(['export', '--weights', str(checkpoint), '--out', str(out), '--height',
+                 str(HEIGHT), '--width', str(WIDTH), '--int8', '--calib', str(crops),
+                 '--num-calibration', '16']) == 0
+    int8 = tmp_path / 'msinet.int8.onnx'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['msinet.int8.onnx', 'msinet.onnx']
+    printed = capsys.readouterr().out
+    assert f'Wrote {int8}: int8, minmax calibration on 16 images' in printed
+    assert 'held-out images: mean ' in printed
+    # QDQ: every convolution reads int8 weights with one scale per output channel.
+    graph = onnx.load(str(int8)).graph
+    initializers = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    convs = [node for node in graph.node if node.op_type == 'Conv']
+    assert convs
+    for conv in convs:
+        dequantize = producers[conv.input[1]]
+        assert dequantize.op_type == 'DequantizeLinear'
+        weight, scale = (initializers[name] for name in dequantize.input[:2])
+        assert weight.dtype == np.int8 and scale.shape == (weight.shape[0],)
+    assert any(node.op_type == 'QuantizeLinear' for node in graph.node)  # activations too
+    # Same interface as fp32, close features on images it never saw.
+    images = image_batches(find_images(market[1] / 'query'), (HEIGHT, WIDTH), 16, workers=0)
+    similarity = feature_cosine(OnnxModel(int8), OnnxModel(out), images)
+    assert similarity.mean() >= MIN_COSINE
+
+
+def test_guard_refuses_a_broken_calibration(fp32_onnx, market, tmp_path):
+    blank = tmp_path / 'blank'  # calibrated on flat grey crops, the ranges miss real ones
+    blank.mkdir()
+    for index in range(4):
+        Image.new('RGB', (WIDTH, HEIGHT), (128, 128, 128)).save(blank / f'{index}.png')
+    out = tmp_path / 'msinet.int8.onnx'
+    out.write_bytes(b'a previous int8 model')
+    fp32_bytes = fp32_onnx.read_bytes()
+    with pytest.raises(QuantizationError, match='cosine similarity mean .* below the threshold'):
+        quantize_onnx(fp32_onnx, out, blank, check=market[1] / 'query')
+    assert out.read_bytes() == b'a previous int8 model'
+    assert fp32_onnx.read_bytes() == fp32_bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['blank', 'msinet.int8.onnx']
+
+
+@pytest.mark.parametrize('calib, message', [
+    ('missing', 'no folder of images at'),
+    ('empty', 'no images under'),
+    (None, '--int8 needs --calib'),
+])
+def test_export_int8_cli_errors(checkpoint, tmp_path, capsys, calib, message):
+    (tmp_path / 'empty').mkdir()
+    calib_args = ['--calib', str(tmp_path / calib)] if calib else []
+    out = tmp_path / 'out' / 'msinet.onnx'
+    with pytest.raises(SystemExit) as exit_info:
+        main(['export', '--weights', str(checkpoint), '--out', str(out), '--int8', *calib_args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()  # refused before exporting anything
+
+
+def test_evaluate_checkpoint_and_onnx_alike(checkpoint, fp32_onnx, market, capsys):
+    common = ['--root', str(market[0]), '--height', str(HEIGHT), '--width', str(WIDTH),
+              '--workers', '0']
+    scores = []
+    for weights in (checkpoint, fp32_onnx):
+        assert main(['evaluate', '--weights', str(weights), *common]) == 0
+        scores.append(capsys.readouterr().out.splitlines()[-1].split(': ', 1)[1])
+    assert scores[0].startswith('Rank-1 ') and scores[0] == scores[1]
+    with pytest.raises(SystemExit):
+        main(['evaluate', '--weights', str(fp32_onnx), '--root', str(market[0])])
+    assert f'pass --height {HEIGHT} --width {WIDTH}' in capsys.readouterr().err
