@@ -30,10 +30,10 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import msinet_reid  # noqa: F401  (registers the models with torchreid)
-from msinet_reid._torchreid import models
+import msinet_reid  # noqa: F401  (registers the models; torchreid's names in both layouts)
 from msinet_reid.data import make_market1501
 from msinet_reid.deploy import InferenceModel
+from torchreid import models
 
 MODELS = ('resnet50', 'osnet_x1_0', 'msinet', 'msinet_sam')
 BASELINE = 'resnet50'
@@ -45,7 +45,10 @@ Runner = Callable[[torch.Tensor], object]
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 32])
+    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 32],
+                        help='batch sizes timed on the CPU')
+    parser.add_argument('--cuda-batch-sizes', type=int, nargs='+', default=[1, 32, 256],
+                        help='batch sizes timed on CUDA')
     parser.add_argument('--height', type=int, default=256)
     parser.add_argument('--width', type=int, default=128)
     parser.add_argument('--repeats', type=int, default=7, help='timed runs of each variant')
@@ -56,10 +59,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--no-onnx', action='store_true', help='skip onnxruntime')
     parser.add_argument('--out', type=Path, default=None, help='JSON file for the results')
     parser.add_argument('--quick', action='store_true',
-                        help='tiny sizes and one repeat, to check that the script runs')
+                        help='tiny sizes and two repeats, to check that the script runs')
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch_sizes, args.height, args.width, args.repeats = [2], 64, 32, 1
+        args.batch_sizes, args.cuda_batch_sizes = [2], [2]
+        args.height, args.width, args.repeats = 64, 32, 2
     if args.devices is None:
         args.devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     return args
@@ -102,7 +106,18 @@ def build_variants(built: Dict[str, torch.nn.Module], args: argparse.Namespace,
     variants['msinet inference NCHW'] = InferenceModel(msinet, channels_last=False).to(device)
     if device.type == 'cpu' and not args.no_onnx:
         variants.update(onnx_runners(msinet, args.height, args.width, args.threads, folder))
+    if device.type == 'cuda':
+        for name in MODELS[:3]:
+            variants[f'{name} amp'] = _autocast(variants[name])
     return variants
+
+
+def _autocast(model: torch.nn.Module) -> Runner:
+    """``model`` in mixed precision (float16 autocast), as ``amp=True`` trains it."""
+    def run(images: torch.Tensor):
+        with torch.autocast('cuda', dtype=torch.float16):
+            return model(images)
+    return run
 
 
 def _synchronize(device: torch.device) -> None:
@@ -189,6 +204,9 @@ COMPARISONS = {  # label: (variant, baseline)
     'onnxruntime / int8': ('msinet onnxruntime', 'msinet onnxruntime int8'),
     'inference / int8': ('msinet inference', 'msinet onnxruntime int8'),
     'osnet_x1_0 / int8': ('osnet_x1_0', 'msinet onnxruntime int8'),
+    'msinet amp / osnet_x1_0 amp': ('msinet amp', 'osnet_x1_0 amp'),
+    'msinet amp / resnet50 amp': ('msinet amp', 'resnet50 amp'),
+    'fp32 / amp': ('msinet', 'msinet amp'),
 }
 
 
@@ -235,7 +253,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
             device = torch.device(device_name)
             variants = build_variants(built, args, device, Path(folder))
             results['latency'][device_name] = {}
-            for batch in args.batch_sizes:
+            batch_sizes = args.cuda_batch_sizes if device.type == 'cuda' else args.batch_sizes
+            for batch in batch_sizes:
                 print(f'timing {len(variants)} variants on {device_name}, batch {batch}',
                       file=sys.stderr)
                 images = torch.randn(batch, 3, args.height, args.width, device=device)
