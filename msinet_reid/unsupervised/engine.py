@@ -74,7 +74,8 @@ class ClusterContrastEngine(DistributedEngine):
             dataset_view(self.train_set, items, self.datamanager.transform_te),
             batch_size=self.batch_size, num_workers=self.workers, shuffle=False)
         features, _, _ = extract_features(self.model, loader, self.device)
-        labels = cluster_pseudo_labels(features, **self.clustering)
+        # Clustered where the model runs: the nearest-neighbour search is on the GPU there.
+        labels = cluster_pseudo_labels(features.to(self.device), **self.clustering)
         num_clusters = int(labels.max()) + 1
         counts = {'images': len(items), 'clusters': num_clusters,
                   'outliers': int((labels < 0).sum())}
