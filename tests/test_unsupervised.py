@@ -21,7 +21,7 @@ from msinet_reid.data.views import dataset_view
 from msinet_reid.evaluation import extract_features
 from torchreid import data, optim
 
-from helpers import load_script
+from helpers import load_script, run_distributed
 
 dense_jaccard_distance = load_script('benchmarks/clustering.py').dense_jaccard_distance
 EXAMPLE = Path(__file__).resolve().parents[1] / 'examples' / 'cluster_contrast.py'
@@ -201,3 +201,68 @@ def test_cluster_contrast_example_one_round(demo_root, tmp_path, capsys):
     with capsys.disabled():
         print(f"\ncluster contrast, one round on generated data: mAP "
               f"{results['untrained']['mAP']:.1%} -> {results['trained']['mAP']:.1%}")
+
+
+class FrozenBNClusterEngine(ClusterContrastEngine):
+    """Cluster Contrast with BatchNorm on running statistics: then a step on a global
+    batch is the same computation in one process or two (as in test_engine_distributed)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, use_gpu=False, seed=3, k1=10, num_instances=4, **kwargs)
+        self.losses, self.pids = [], []
+
+    def two_stepped_transfer_learning(self, *args, **kwargs):
+        super().two_stepped_transfer_learning(*args, **kwargs)  # puts every layer in train mode
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+    def forward_backward(self, data):
+        summary = super().forward_backward(data)
+        self.losses.append(summary['loss'])
+        self.pids.append(sorted(data['pid'].tolist()))
+        return summary
+
+
+def _cluster_contrast(root, save_dir):
+    manager = data.ImageDataManager(
+        root=str(root), sources='market1501', height=64, width=32, transforms=None,
+        batch_size_train=8, num_instances=4, train_sampler='RandomIdentitySampler', workers=0,
+        batch_size_test=32)
+    torch.manual_seed(0)
+    model = MSINetEncoder(pretrained=False, norm=True)
+    engine = FrozenBNClusterEngine(manager, model, torch.optim.SGD(model.parameters(), lr=0.1))
+    engine.run(save_dir=str(save_dir), max_epoch=1, print_freq=100)
+    return engine
+
+
+def _cluster_contrast_job(info, root, out):
+    engine = _cluster_contrast(root, out / 'log')
+    torch.save({'weights': torch.cat([p.detach().flatten() for p in engine.model.parameters()]),
+                'memory': engine.memory.centroids, 'losses': engine.losses, 'pids': engine.pids,
+                'local_batch': engine.train_loader.batch_size}, out / f'rank-{info.rank}.pt')
+
+
+def test_cluster_contrast_under_torchrun_matches_one_process(demo_root, tmp_path):
+    single = _cluster_contrast(demo_root, tmp_path / 'single')
+    assert len(single.losses) >= 2
+
+    run_distributed(_cluster_contrast_job, demo_root, tmp_path)
+    ranks = [torch.load(tmp_path / f'rank-{rank}.pt') for rank in (0, 1)]
+    assert [r['local_batch'] for r in ranks] == [4, 4]
+    assert len(ranks[0]['losses']) == len(single.losses)
+    for step, expected in enumerate(single.losses):
+        # The same pseudo labels, each process taking its own clusters of the global batch ...
+        assert sorted(ranks[0]['pids'][step] + ranks[1]['pids'][step]) == single.pids[step]
+        # ... and the mean of their losses is the single process's loss.
+        mean = (ranks[0]['losses'][step] + ranks[1]['losses'][step]) / 2
+        assert mean == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    # Memories updated with the whole global batch, weights averaged by DDP: identical on
+    # every process, and equal to the single process's.
+    assert torch.equal(ranks[0]['memory'], ranks[1]['memory'])
+    assert torch.equal(ranks[0]['weights'], ranks[1]['weights'])
+    torch.testing.assert_close(ranks[0]['memory'], single.memory.centroids, atol=1e-5, rtol=0)
+    weights = torch.cat([p.detach().flatten() for p in single.model.parameters()])
+    torch.testing.assert_close(ranks[0]['weights'], weights, atol=1e-5, rtol=1e-4)
+    # Rank 0 alone wrote the checkpoint.
+    assert sorted(p.name for p in (tmp_path / 'log' / 'model').iterdir()) == ['model.pth.tar-1']
