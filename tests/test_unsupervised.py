@@ -21,7 +21,7 @@ from msinet_reid.data.views import dataset_view
 from msinet_reid.evaluation import extract_features
 from torchreid import data, optim
 
-from helpers import load_script, run_distributed
+from helpers import FrozenBatchNorm, load_script, run_distributed
 
 dense_jaccard_distance = load_script('benchmarks/clustering.py').dense_jaccard_distance
 EXAMPLE = Path(__file__).resolve().parents[1] / 'examples' / 'cluster_contrast.py'
@@ -203,19 +203,12 @@ def test_cluster_contrast_example_one_round(demo_root, tmp_path, capsys):
               f"{results['untrained']['mAP']:.1%} -> {results['trained']['mAP']:.1%}")
 
 
-class FrozenBNClusterEngine(ClusterContrastEngine):
-    """Cluster Contrast with BatchNorm on running statistics: then a step on a global
-    batch is the same computation in one process or two (as in test_engine_distributed)."""
+class FrozenBNClusterEngine(FrozenBatchNorm, ClusterContrastEngine):
+    """Cluster Contrast with BatchNorm on running statistics."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, use_gpu=False, seed=3, k1=10, num_instances=4, **kwargs)
         self.losses, self.pids = [], []
-
-    def two_stepped_transfer_learning(self, *args, **kwargs):
-        super().two_stepped_transfer_learning(*args, **kwargs)  # puts every layer in train mode
-        for module in self.model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.eval()
 
     def forward_backward(self, data):
         summary = super().forward_backward(data)
