@@ -109,6 +109,15 @@ def all_gather(tensor: Tensor) -> Tensor:
     return torch.cat(parts)
 
 
+@torch.no_grad()
+def broadcast(tensor: Tensor, src: int = 0) -> Tensor:
+    """``tensor`` as process ``src`` holds it, on every process (same shape and dtype on
+    each), in place; returned for chaining."""
+    if is_distributed():
+        dist.broadcast(tensor, src=src)
+    return tensor
+
+
 def all_gather_with_grad(tensor: Tensor) -> Tensor:
     """Like :func:`all_gather`, but this process's own rows keep their autograd history,
     so a loss over the whole gathered batch still trains the local model."""

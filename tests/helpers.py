@@ -40,6 +40,19 @@ def deterministic_images(batch: int, height: int, width: int) -> torch.Tensor:
     return torch.cos(torch.arange(n, dtype=torch.float64) * 0.013).view(batch, 3, height, width)
 
 
+class FrozenBatchNorm:
+    """Engine mixin: BatchNorm on running statistics, though torchreid puts every layer in
+    train mode each epoch. A step on a global batch is then the same computation whether
+    one process or several take it (on GPU, ``sync_bn=True`` gives that with batch
+    statistics)."""
+
+    def two_stepped_transfer_learning(self, *args, **kwargs):
+        super().two_stepped_transfer_learning(*args, **kwargs)
+        for module in self.model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def _distributed_worker(rank, world_size, store, check, args):
     import os
 

@@ -13,26 +13,18 @@ from msinet_reid.models.msinet import CLASSIFIER_HEADS, TRAINING_HEADS
 from torchreid import data as reid_data
 from torchreid import models as reid_models
 
-from helpers import run_distributed
+from helpers import FrozenBatchNorm, run_distributed
 
 GLOBAL_BATCH = 8
 COMPARED_STEPS = 4
 
 
-class FrozenBNEngine(ImageMSINetEngine):
-    """The paper's losses with BatchNorm on running statistics: then a step on a global
-    batch is the same computation whether one process or two take it (on GPU,
-    ``sync_bn=True`` gives that with batch statistics)."""
+class FrozenBNEngine(FrozenBatchNorm, ImageMSINetEngine):
+    """The paper's losses with BatchNorm on running statistics."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, use_gpu=False, seed=5, **kwargs)
         self.summaries, self.pids = [], []
-
-    def two_stepped_transfer_learning(self, *args, **kwargs):
-        super().two_stepped_transfer_learning(*args, **kwargs)  # puts every layer in train mode
-        for module in self.model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.eval()
 
     def forward_backward(self, data):
         summary = super().forward_backward(data)

@@ -1,8 +1,10 @@
 """The synthetic Market-1501 generator: layout, determinism, reuse and torchreid reading it."""
 import collections
+import hashlib
 import json
 import re
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -62,6 +64,39 @@ def test_same_parameters_give_identical_bytes(tiny, tmp_path):
     assert files(make_market1501(tmp_path / 'a', progress=False, **TINY)) == files(folder)
     other_seed = files(make_market1501(tmp_path / 'b', seed=1, progress=False, **TINY))
     assert other_seed.keys() != files(folder).keys()
+
+
+# sha256 over the (path, bytes) of every file of the TINY dataset, written by the generator
+# before it had domains (Pillow 13.0.0's JPEG encoder): the default domain must not change.
+TINY_SHA256 = '60fd44233cd357469a44740828adb3a8b56d69ac7549e2ee9a788c5c384e67da'
+
+
+def digest(folder):
+    sha = hashlib.sha256()
+    for path, content in sorted(files(folder).items()):
+        sha.update(path.encode())
+        sha.update(content)
+    return sha.hexdigest()
+
+
+def mean_pixel(folder, split='bounding_box_train'):
+    return np.mean([np.asarray(Image.open(p), np.float32).mean(axis=(0, 1))
+                    for p in (folder / split).iterdir()], axis=0)
+
+
+def test_default_domain_is_unchanged_and_campus_is_shifted(tiny, tmp_path):
+    _, street = tiny
+    assert digest(street) == TINY_SHA256
+    campus = make_market1501(tmp_path, progress=False, domain='campus', **TINY)
+    # The same people and cameras (the same seed) in another look: darker and bluer.
+    for split in SPLITS:
+        assert images(campus, split) == images(street, split)
+    assert json.loads((campus / synthetic.MARKER).read_text())['parameters']['domain'] == 'campus'
+    street_rgb, campus_rgb = mean_pixel(street), mean_pixel(campus)
+    assert campus_rgb.mean() < 0.9 * street_rgb.mean()
+    assert campus_rgb[2] / campus_rgb[0] > 1.1 * street_rgb[2] / street_rgb[0]
+    with pytest.raises(ValueError, match='domain must be one of street, campus'):
+        make_market1501(tmp_path / 'x', progress=False, domain='night', **TINY)
 
 
 def test_second_call_reuses_and_changed_parameters_regenerate(tmp_path):

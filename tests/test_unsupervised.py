@@ -4,9 +4,12 @@ import importlib.util
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.cluster import DBSCAN
+from torch.utils.data import DataLoader
 
 import msinet_reid  # noqa: F401
 from msinet_reid.data import make_market1501
@@ -14,8 +17,13 @@ from msinet_reid.models import MSINetEncoder
 from msinet_reid.unsupervised import (
     ClusterContrastEngine, ClusterMemory, cluster_pseudo_labels, jaccard_distance,
 )
+from msinet_reid.data.views import dataset_view
+from msinet_reid.evaluation import extract_features
 from torchreid import data, optim
 
+from helpers import FrozenBatchNorm, load_script, run_distributed
+
+dense_jaccard_distance = load_script('benchmarks/clustering.py').dense_jaccard_distance
 EXAMPLE = Path(__file__).resolve().parents[1] / 'examples' / 'cluster_contrast.py'
 DEMO = dict(num_train_ids=8, num_test_ids=4, num_cameras=3, height=64, width=32)
 
@@ -27,29 +35,100 @@ def blobs(groups=3, size=6, dim=16, noise=0.05):
     return features, torch.arange(groups).repeat_interleave(size)
 
 
+def densify(graph) -> np.ndarray:
+    """The full distance matrix a sparse Jaccard graph stands for: absent pairs at 1."""
+    distance = np.ones(graph.shape, dtype=np.float32)
+    entries = graph.tocoo()
+    distance[entries.row, entries.col] = entries.data
+    return distance
+
+
 def test_jaccard_distance_by_hand():
     """k1 = k2 = 1: each point's encoding is itself and its mutual nearest neighbour,
     weighted by exp(-squared distance)."""
     angles = torch.tensor([0., 10., 90., 100.]) * math.pi / 180
     features = torch.stack((angles.cos(), angles.sin()), 1)
-    distance = jaccard_distance(features, k1=1, k2=1)
+    graph = jaccard_distance(features, k1=1, k2=1)
     near = math.exp(-(2 - 2 * math.cos(math.pi / 18)))
     shared = 2 * near / (1 + near)  # sum of min over the two encodings
     expected = torch.tensor([[0, 1 - shared / (2 - shared), 1, 1],
                              [1 - shared / (2 - shared), 0, 1, 1],
                              [1, 1, 0, 1 - shared / (2 - shared)],
                              [1, 1, 1 - shared / (2 - shared), 0]])
-    torch.testing.assert_close(torch.from_numpy(distance), expected.float(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(densify(graph)), expected, atol=1e-5, rtol=0)
+    assert graph.nnz == 8  # the pairs at distance 1 are not stored
 
 
 def test_jaccard_distance_separates_groups():
     features, groups = blobs()
-    distance = torch.from_numpy(jaccard_distance(features, k1=5, k2=3))
+    graph = jaccard_distance(features, k1=5, k2=3)
+    distance = torch.from_numpy(densify(graph))
     same = groups[:, None] == groups[None]
     assert distance.shape == (18, 18)
     torch.testing.assert_close(distance, distance.t())
     assert distance.diagonal().abs().max() < 1e-6 and distance.min() >= 0
     assert distance[same].max() < 0.6 and (distance[~same] == 1).all()
+    # Each row sorted by distance, as scikit-learn's precomputed neighbours want it.
+    assert all((np.diff(graph.getrow(i).data) >= 0).all() for i in range(18))
+
+
+def assert_same_as_dense(features, k1, k2, eps=0.6, min_samples=4):
+    """The sparse graph keeps the dense definition's distances, drops only pairs at
+    distance 1, and DBSCAN labels the images alike."""
+    reference = dense_jaccard_distance(features, k1, k2)
+    graph = jaccard_distance(features, k1, k2).tocoo()
+    np.testing.assert_allclose(graph.data, reference[graph.row, graph.col], rtol=0, atol=1e-6)
+    dropped = np.ones(reference.shape, dtype=bool)
+    dropped[graph.row, graph.col] = False
+    assert (reference[dropped] == 1).all()
+    expected = DBSCAN(eps=eps, min_samples=min_samples, metric='precomputed').fit_predict(
+        reference)
+    labels = cluster_pseudo_labels(features, eps, min_samples, k1, k2)
+    np.testing.assert_array_equal(labels, expected)
+    return labels
+
+
+@pytest.mark.parametrize('n, dim, k1, k2', [(300, 32, 20, 6), (120, 8, 30, 6), (60, 16, 5, 1),
+                                            (9, 4, 20, 6)])
+def test_sparse_jaccard_equals_the_dense_definition_on_random_features(n, dim, k1, k2):
+    generator = torch.Generator().manual_seed(n)
+    centres = torch.randn(n // 6 + 1, dim, generator=generator)  # some clusters to find
+    features = centres[torch.arange(n) % len(centres)] + 0.6 * torch.randn(
+        n, dim, generator=generator)
+    strays = max(1, n // 10)
+    features[-strays:] = 3 * torch.randn(strays, dim, generator=generator)
+    labels = assert_same_as_dense(features, k1, k2)
+    if n == 300:
+        assert labels.max() >= 10 and (labels < 0).any()  # clusters and outliers alike
+
+
+def test_sparse_jaccard_equals_the_dense_definition_on_demo_data(demo_root):
+    """What the engine clusters: the eval-mode features of the demo's training images."""
+    manager = data.ImageDataManager(root=str(demo_root), sources='market1501', height=64,
+                                    width=32, workers=0, use_gpu=False)
+    train_set = manager.train_loader.dataset
+    loader = DataLoader(dataset_view(train_set, train_set.train, manager.transform_te),
+                        batch_size=64)
+    model = MSINetEncoder(pretrained=False, norm=True)
+    features, _, _ = extract_features(model, loader, torch.device('cpu'))
+    assert len(features) > 50
+    assert_same_as_dense(features, k1=10, k2=6, eps=0.5)
+
+
+def test_faiss_neighbours_match_torch():
+    faiss = pytest.importorskip('faiss', reason='faiss is not installed (pip install faiss-cpu)')
+    assert faiss is not None
+    features, _ = blobs(groups=4, size=10, noise=0.2)
+    torch_graph, faiss_graph = (jaccard_distance(features, 8, 3, knn=knn) for knn in
+                                ('torch', 'faiss'))
+    np.testing.assert_allclose(densify(faiss_graph), densify(torch_graph), atol=1e-6)
+
+
+def test_clustering_names_bad_arguments():
+    with pytest.raises(ValueError, match="knn must be one of"):
+        jaccard_distance(torch.randn(10, 4), knn='annoy')
+    with pytest.raises(ValueError, match=r'eps must be in \(0, 1\)'):
+        cluster_pseudo_labels(torch.randn(10, 4), eps=1.0)
 
 
 def test_pseudo_labels_recover_groups_and_leave_outliers_out():
@@ -122,3 +201,61 @@ def test_cluster_contrast_example_one_round(demo_root, tmp_path, capsys):
     with capsys.disabled():
         print(f"\ncluster contrast, one round on generated data: mAP "
               f"{results['untrained']['mAP']:.1%} -> {results['trained']['mAP']:.1%}")
+
+
+class FrozenBNClusterEngine(FrozenBatchNorm, ClusterContrastEngine):
+    """Cluster Contrast with BatchNorm on running statistics."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, use_gpu=False, seed=3, k1=10, num_instances=4, **kwargs)
+        self.losses, self.pids = [], []
+
+    def forward_backward(self, data):
+        summary = super().forward_backward(data)
+        self.losses.append(summary['loss'])
+        self.pids.append(sorted(data['pid'].tolist()))
+        return summary
+
+
+def _cluster_contrast(root, save_dir):
+    manager = data.ImageDataManager(
+        root=str(root), sources='market1501', height=64, width=32, transforms=None,
+        batch_size_train=8, num_instances=4, train_sampler='RandomIdentitySampler', workers=0,
+        batch_size_test=32)
+    torch.manual_seed(0)
+    model = MSINetEncoder(pretrained=False, norm=True)
+    engine = FrozenBNClusterEngine(manager, model, torch.optim.SGD(model.parameters(), lr=0.1))
+    engine.run(save_dir=str(save_dir), max_epoch=1, print_freq=100)
+    return engine
+
+
+def _cluster_contrast_job(info, root, out):
+    engine = _cluster_contrast(root, out / 'log')
+    torch.save({'weights': torch.cat([p.detach().flatten() for p in engine.model.parameters()]),
+                'memory': engine.memory.centroids, 'losses': engine.losses, 'pids': engine.pids,
+                'local_batch': engine.train_loader.batch_size}, out / f'rank-{info.rank}.pt')
+
+
+def test_cluster_contrast_under_torchrun_matches_one_process(demo_root, tmp_path):
+    single = _cluster_contrast(demo_root, tmp_path / 'single')
+    assert len(single.losses) >= 2
+
+    run_distributed(_cluster_contrast_job, demo_root, tmp_path)
+    ranks = [torch.load(tmp_path / f'rank-{rank}.pt') for rank in (0, 1)]
+    assert [r['local_batch'] for r in ranks] == [4, 4]
+    assert len(ranks[0]['losses']) == len(single.losses)
+    for step, expected in enumerate(single.losses):
+        # The same pseudo labels, each process taking its own clusters of the global batch ...
+        assert sorted(ranks[0]['pids'][step] + ranks[1]['pids'][step]) == single.pids[step]
+        # ... and the mean of their losses is the single process's loss.
+        mean = (ranks[0]['losses'][step] + ranks[1]['losses'][step]) / 2
+        assert mean == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    # Memories updated with the whole global batch, weights averaged by DDP: identical on
+    # every process, and equal to the single process's.
+    assert torch.equal(ranks[0]['memory'], ranks[1]['memory'])
+    assert torch.equal(ranks[0]['weights'], ranks[1]['weights'])
+    torch.testing.assert_close(ranks[0]['memory'], single.memory.centroids, atol=1e-5, rtol=0)
+    weights = torch.cat([p.detach().flatten() for p in single.model.parameters()])
+    torch.testing.assert_close(ranks[0]['weights'], weights, atol=1e-5, rtol=1e-4)
+    # Rank 0 alone wrote the checkpoint.
+    assert sorted(p.name for p in (tmp_path / 'log' / 'model').iterdir()) == ['model.pth.tar-1']

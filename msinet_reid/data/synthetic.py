@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-__all__ = ['make_market1501', 'make_vehicleid', 'make_veri']
+__all__ = ['DOMAINS', 'Domain', 'make_market1501', 'make_vehicleid', 'make_veri']
 
 MARKER = 'synthetic.json'
 # Bump when the images change, so that datasets written by older code are regenerated.
@@ -86,6 +86,20 @@ VEHICLEID = _Layout('VehicleID', ('vehicleid',), max_ids=26267, max_cameras=20,
 
 
 @dataclass(frozen=True)
+class Domain:
+    """The look of a synthetic world: what its cameras see and what its people wear."""
+
+    surface: Tuple[float, float]  # brightness range of background surfaces
+    surface_tint: float  # standard deviation of their colour tint
+    brightness: Tuple[float, float]  # range of a camera's gain
+    cast: Tuple[float, float, float]  # mean colour cast of the light (R, G, B gains)
+    cast_spread: float  # standard deviation of a camera's own cast around it
+    blur: Tuple[float, float]  # range of the blur radius at 128 pixels high
+    noise: Tuple[float, float]  # range of the pixel noise standard deviation
+    clothes: Tuple[Colour, ...]  # 12 colours; the first 5 also for shoes
+
+
+@dataclass(frozen=True)
 class _Camera:
     """What one camera does to every image it takes."""
 
@@ -114,7 +128,7 @@ class _Shot:
 def make_market1501(
     root: PathLike, num_train_ids: int = 64, num_test_ids: int = 64,
     images_per_camera: int = 3, num_cameras: int = 6, height: int = 128, width: int = 64,
-    seed: int = 0, progress: bool = True,
+    seed: int = 0, progress: bool = True, domain: str = 'street',
 ) -> Path:
     """Generate (or reuse) a synthetic Market-1501 under ``root`` and return its folder.
 
@@ -125,6 +139,12 @@ def make_market1501(
     distractors. The result is ``<root>/market1501/Market-1501-v15.09.15``, which is
     what ``torchreid.data.datasets.image.Market1501(root=root)`` reads.
 
+    ``domain`` sets the look of the world (:data:`DOMAINS`): ``'street'``, the default,
+    or ``'campus'``, a shifted domain for unsupervised domain adaptation (a labelled
+    source in one, an unlabelled target in the other): other backgrounds, a winter
+    palette of clothes, dimmer and bluer light, blurrier and noisier cameras. Give the
+    two domains different roots and seeds, so that they hold different people.
+
     Raises ``ValueError`` for out-of-range arguments and ``FileExistsError`` if that
     folder exists but was not written by this module (it is never deleted).
 
@@ -133,8 +153,12 @@ def make_market1501(
         >>> folder = make_market1501('reid-data', num_train_ids=8, num_test_ids=4,
         ...                          height=64, width=32, progress=False)
     """
+    if domain not in DOMAINS:
+        raise ValueError(f'domain must be one of {", ".join(DOMAINS)}, got {domain!r}')
     params = _parameters(num_train_ids, num_test_ids, images_per_camera, num_cameras, height,
                          width, seed)
+    if domain != 'street':  # the default's marker stays as it was, so its data is reused
+        params['domain'] = domain
     return _generate(MARKET1501, root, params, progress, _write_market1501)
 
 
@@ -320,9 +344,9 @@ def _photograph(camera: _Camera, rng: np.random.Generator,
     return Image.fromarray(np.uint8(np.clip(pixels, 0, 255)))
 
 
-def _camera(rng: np.random.Generator, height: int, width: int) -> _Camera:
+def _camera(rng: np.random.Generator, height: int, width: int, domain: Domain) -> _Camera:
     def surface() -> np.ndarray:  # streets and walls: greyish, slightly tinted
-        return rng.uniform(60, 200) + rng.normal(0, 15, size=3)
+        return rng.uniform(*domain.surface) + rng.normal(0, domain.surface_tint, size=3)
 
     rows = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
     top, bottom = surface(), surface()
@@ -339,11 +363,14 @@ def _camera(rng: np.random.Generator, height: int, width: int) -> _Camera:
     texture = Image.fromarray(np.uint8(np.clip(coarse + 128, 0, 255)))
     background += np.asarray(texture.resize((width, height), Image.BILINEAR), np.float32) - 128
 
-    brightness = rng.uniform(0.6, 1.3)
-    cast = np.clip(rng.normal(1.0, 0.1, size=3), 0.8, 1.2)
+    brightness = rng.uniform(*domain.brightness)
+    mean_cast, spread = np.asarray(domain.cast), domain.cast_spread
+    cast = np.clip(rng.normal(mean_cast, spread, size=3), mean_cast - 2 * spread,
+                   mean_cast + 2 * spread)
     return _Camera(
         background=background, light=(brightness * cast).astype(np.float32),
-        blur=float(rng.uniform(0.0, 1.2) * height / 128), noise=float(rng.uniform(2, 8)),
+        blur=float(rng.uniform(*domain.blur) * height / 128),
+        noise=float(rng.uniform(*domain.noise)),
     )
 
 
@@ -357,6 +384,20 @@ _CLOTHES: Tuple[Colour, ...] = (
     (186, 36, 42), (40, 132, 64), (226, 192, 52), (112, 70, 38), (204, 182, 140),
     (224, 132, 168), (112, 52, 146),
 )
+# Dark, muted winter clothes for the campus domain.
+_WINTER_CLOTHES: Tuple[Colour, ...] = (
+    (16, 16, 20), (60, 60, 66), (92, 84, 76), (44, 40, 34), (30, 36, 58),
+    (96, 24, 36), (24, 70, 72), (150, 120, 40), (70, 88, 40), (150, 150, 156),
+    (118, 80, 100), (180, 90, 50),
+)
+DOMAINS: Dict[str, Domain] = {
+    'street': Domain(surface=(60, 200), surface_tint=15, brightness=(0.6, 1.3),
+                     cast=(1.0, 1.0, 1.0), cast_spread=0.1, blur=(0.0, 1.2), noise=(2, 8),
+                     clothes=_CLOTHES),
+    'campus': Domain(surface=(110, 240), surface_tint=30, brightness=(0.45, 0.9),
+                     cast=(0.85, 0.95, 1.15), cast_spread=0.15, blur=(0.6, 1.8),
+                     noise=(6, 14), clothes=_WINTER_CLOTHES),
+}
 _SKIN: Tuple[Colour, ...] = ((238, 200, 170), (210, 160, 120), (160, 110, 75), (100, 66, 45))
 _HAIR: Tuple[Colour, ...] = (
     (20, 18, 18), (70, 42, 24), (130, 85, 45), (214, 180, 110), (160, 160, 160))
@@ -387,7 +428,8 @@ class _Look:
 
 
 def _write_market1501(folder: Path, params: dict, progress: bool) -> None:
-    cameras = [_camera(rng, params['height'], params['width'])
+    domain = DOMAINS[params.get('domain', 'street')]
+    cameras = [_camera(rng, params['height'], params['width'], domain)
                for rng in _camera_streams(MARKET1501, params)]
     for name in _MARKET_FOLDERS.values():
         (folder / name).mkdir()
@@ -398,38 +440,42 @@ def _write_market1501(folder: Path, params: dict, progress: bool) -> None:
         image = _render(shot.look, cameras[shot.camera - 1], rng, distractor=shot.pid == 0)
         return f'{_MARKET_FOLDERS[shot.split]}/{name}', image
 
-    shots = [*_plan(MARKET1501, params, _look), *_distractors(params)]
+    def look(rng: np.random.Generator) -> _Look:
+        return _look(rng, domain.clothes)
+
+    shots = [*_plan(MARKET1501, params, look), *_distractors(params, look)]
     _write_images(folder, shots, shoot, MARKET1501, params, progress)
 
 
-def _distractors(params: dict) -> Iterator[_Shot]:
+def _distractors(params: dict, draw_look: Callable[[np.random.Generator], _Look]
+                 ) -> Iterator[_Shot]:
     """Market-1501's gallery holds pid-0 "distractor" detections: one per four test ids,
     at most MAX_DISTRACTORS_PER_CAMERA per camera, cycled over the cameras."""
     seed, num_cameras = params['seed'], params['num_cameras']
     count = min(math.ceil(params['num_test_ids'] / 4), MAX_DISTRACTORS_PER_CAMERA * num_cameras)
     for index in range(count):
-        look = _look(_rng(seed, _DISTRACTOR, index))
+        look = draw_look(_rng(seed, _DISTRACTOR, index))
         camera, number = index % num_cameras + 1, index // num_cameras + 1
         yield _Shot('gallery', look, 0, camera, index, number)
 
 
-def _look(rng: np.random.Generator) -> _Look:
+def _look(rng: np.random.Generator, clothes: Tuple[Colour, ...]) -> _Look:
     def colour(palette: Tuple[Colour, ...]) -> Colour:
         return palette[rng.integers(len(palette))]
 
-    upper = int(rng.integers(len(_CLOTHES)))
+    upper = int(rng.integers(len(clothes)))
     # The pattern's second colour differs from the first, or the pattern would vanish.
-    second = (upper + 1 + int(rng.integers(len(_CLOTHES) - 1))) % len(_CLOTHES)
+    second = (upper + 1 + int(rng.integers(len(clothes) - 1))) % len(clothes)
     return _Look(
         height=float(rng.uniform(0.78, 0.92)), breadth=float(rng.uniform(0.11, 0.16)),
         skin=colour(_SKIN), hair=colour(_HAIR), long_hair=bool(rng.random() < 0.35),
-        upper=_CLOTHES[upper], upper_second=_CLOTHES[second],
+        upper=clothes[upper], upper_second=clothes[second],
         pattern=_PATTERNS[rng.integers(len(_PATTERNS))],
         short_sleeves=bool(rng.random() < 0.4),
-        lower=colour(_CLOTHES), lower_kind=_LOWER_KINDS[rng.integers(len(_LOWER_KINDS))],
-        shoes=colour(_CLOTHES[:5]),  # shoes come in the plainer colours
+        lower=colour(clothes), lower_kind=_LOWER_KINDS[rng.integers(len(_LOWER_KINDS))],
+        shoes=colour(clothes[:5]),  # shoes come in the plainer colours
         accessory=_ACCESSORIES[rng.integers(len(_ACCESSORIES))],
-        accessory_colour=colour(_CLOTHES), accessory_side=int(rng.choice((-1, 1))),
+        accessory_colour=colour(clothes), accessory_side=int(rng.choice((-1, 1))),
     )
 
 
@@ -688,7 +734,7 @@ def _road_cameras(layout: _Layout, params: dict, views: Tuple[Tuple[str, ...], .
                   ) -> List[_RoadCamera]:
     cameras = []
     for rng in _camera_streams(layout, params):
-        scene = _camera(rng, params['height'], params['width'])
+        scene = _camera(rng, params['height'], params['width'], DOMAINS['street'])
         cameras.append(_RoadCamera(scene, views[rng.integers(len(views))]))
     return cameras
 

@@ -4,6 +4,7 @@ from typing import Dict
 import torch
 from torch.utils.data import DataLoader
 
+from .. import distributed
 from ..data.samplers import IdentitySampler
 from ..data.views import dataset_view
 from ..engine.base import DistributedEngine
@@ -27,7 +28,12 @@ class ClusterContrastEngine(DistributedEngine):
     ``MSINetEncoder(norm=True)`` from :mod:`msinet_reid.integrations`. Everything else
     (``run``, progress, testing) is torchreid's; checkpoints are written atomically and
     batches are drawn from ``seed`` (:class:`~msinet_reid.engine.DistributedEngine`).
-    It runs in a single process: clustering is not distributed.
+
+    Under ``torchrun`` each process extracts the features of its share of the images,
+    rank 0 clusters them all and sends the pseudo labels to every process, each process
+    trains on its own clusters of every global batch (DDP averages the gradients), and
+    every memory update uses the features of the whole global batch: the memory and the
+    weights stay identical on every process, as in one process on the same global batch.
 
     Example::
 
@@ -43,11 +49,9 @@ class ClusterContrastEngine(DistributedEngine):
         seed: int = 0,
     ) -> None:
         super().__init__(datamanager, use_gpu, seed)
-        if self.dist.world_size > 1:
-            raise RuntimeError('ClusterContrastEngine runs in a single process; start it '
-                               'with python, not torchrun')
         self.seed = seed
         self.model = model
+        self.network = self.parallel(model)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.register_model('model', model, optimizer, scheduler)
@@ -67,11 +71,13 @@ class ClusterContrastEngine(DistributedEngine):
     def recluster(self) -> Dict[str, int]:
         """Pseudo-label the training images; new train loader and memory. Returns counts."""
         items = self.train_set.train
-        loader = DataLoader(
-            dataset_view(self.train_set, items, self.datamanager.transform_te),
-            batch_size=self.batch_size, num_workers=self.workers, shuffle=False)
-        features, _, _ = extract_features(self.model, loader, self.device)
-        labels = cluster_pseudo_labels(features, **self.clustering)
+        features = self._features(items)
+        labels = torch.empty(len(items), dtype=torch.long)
+        if self.dist.is_main:
+            # Clustered where the model runs: the nearest-neighbour search is on the GPU there.
+            labels = torch.from_numpy(
+                cluster_pseudo_labels(features.to(self.device), **self.clustering)).long()
+        labels = distributed.broadcast(labels.to(self.dist.device)).cpu().numpy()
         num_clusters = int(labels.max()) + 1
         counts = {'images': len(items), 'clusters': num_clusters,
                   'outliers': int((labels < 0).sum())}
@@ -90,19 +96,42 @@ class ClusterContrastEngine(DistributedEngine):
         keep = torch.from_numpy(labels >= 0)
         centroids = identity_centroids(
             features[keep], torch.from_numpy(labels[labels >= 0]).long(), num_clusters)
-        self.memory = ClusterMemory(centroids, self.temperature, self.momentum).to(self.device)
+        # In eval mode its forward gives the loss alone: forward_backward updates it with
+        # the features of the global batch.
+        self.memory = ClusterMemory(centroids, self.temperature, self.momentum).to(
+            self.device).eval()
+        sampler = IdentitySampler(pseudo, self.batch_size, self.num_instances, seed=self.seed,
+                                  num_replicas=self.dist.world_size, rank=self.dist.rank)
         self.train_loader = DataLoader(
-            dataset_view(self.train_set, pseudo, self.train_set.transform),
-            sampler=IdentitySampler(pseudo, self.batch_size, self.num_instances,
-                                    seed=self.seed),
-            batch_size=self.batch_size, num_workers=self.workers, drop_last=True,
+            dataset_view(self.train_set, pseudo, self.train_set.transform), sampler=sampler,
+            batch_size=sampler.local_batch_size, num_workers=self.workers, drop_last=True,
             pin_memory=self.device.type == 'cuda')
         return counts
 
+    def _features(self, items: list) -> torch.Tensor:
+        """Eval-mode features of ``items``: each process extracts its share, all gather."""
+        world_size, rank = self.dist.world_size, self.dist.rank
+        share = -(-len(items) // world_size)
+        loader = DataLoader(
+            dataset_view(self.train_set, items[rank * share:(rank + 1) * share],
+                         self.datamanager.transform_te),
+            batch_size=self.batch_size, num_workers=self.workers, shuffle=False)
+        features, _, _ = extract_features(self.model, loader, self.device)
+        if world_size == 1:
+            return features
+        # all_gather needs equal shapes: the last share is padded, then cut off.
+        padded = features.new_zeros(share, features.shape[1])
+        padded[:len(features)] = features
+        return distributed.all_gather(padded.to(self.dist.device)).cpu()[:len(items)]
+
     def forward_backward(self, data: dict) -> Dict[str, float]:
         images, labels = self.to_device(data['img'], data['pid'])
-        loss = self.memory(self.model(images), labels)
+        features = self.network(images)
+        loss = self.memory(features, labels)  # the memory is not updated here: see below
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
+        # The momentum update sees the whole global batch, so memories stay identical.
+        self.memory.update(distributed.all_gather(features.detach()),
+                           distributed.all_gather(labels))
         return {'loss': loss.item()}
