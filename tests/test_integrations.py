@@ -25,11 +25,9 @@ encoders meet are written below as stand-ins that follow their contracts:
   directory on ``sys.path`` themselves (``sys.path.append(".")``) before ``from idm
   import models``: IDM has no setup.py and runs from its checkout.
 """
-import importlib.util
 import sys
 import types
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -42,7 +40,8 @@ from msinet_reid.integrations import (
 from msinet_reid.models import MSINet, MSINetEncoder
 from msinet_reid.weights import ENV_VAR, PretrainedWeightsError
 
-LAUNCHER = Path(__file__).resolve().parents[1] / 'examples' / 'run_with_msinet.py'
+from helpers import load_script
+
 N, HEIGHT, WIDTH = 2, 64, 32  # n images per domain; MSINet's smallest input height
 SPCL_KWARGS = dict(pretrained=False, cut_at_pooling=False, num_features=0, norm=False,
                    dropout=0, num_classes=0)
@@ -495,10 +494,7 @@ def run_launcher(tmp_path, monkeypatch):
     imported from ``tmp_path`` are restored afterwards."""
     monkeypatch.setattr(sys, 'argv', list(sys.argv))
     monkeypatch.setattr(sys, 'path', list(sys.path))
-    spec = importlib.util.spec_from_file_location('run_with_msinet', LAUNCHER)
-    launcher = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(launcher)
-    yield launcher.main
+    yield load_script('examples/run_with_msinet.py').main
     for name, module in list(sys.modules.items()):
         if str(getattr(module, '__file__', None) or '').startswith(str(tmp_path)):
             del sys.modules[name]

@@ -1,25 +1,16 @@
 """The search example and the search benchmark run end to end on tiny settings."""
-import importlib.util
-from pathlib import Path
 
 from msinet_reid.data import make_market1501
 from msinet_reid.search import load_genotype
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _script(relative: str):
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, REPO / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_script
 
 
 def test_search_example_searches_then_trains_the_genotype(tmp_path, capsys):
     make_market1501(tmp_path, num_train_ids=8, num_test_ids=10, images_per_camera=2,
                     num_cameras=2, height=64, width=32, progress=False)
     save_dir = tmp_path / 'log'
-    genotype_file = _script('examples/search.py').main([
+    genotype_file = load_script('examples/search.py').main([
         '--root', str(tmp_path), '--dataset', 'market1501', '--epochs', '1',
         '--batch-size', '8', '--height', '64', '--width', '32', '--workers', '0',
         '--device', 'cpu', '--save-dir', str(save_dir), '--train-epochs', '1',
@@ -32,7 +23,7 @@ def test_search_example_searches_then_trains_the_genotype(tmp_path, capsys):
 
 
 def test_search_benchmark_quick_mode(capsys):
-    results = _script('benchmarks/search_step.py').main(['--quick', '--device', 'cpu'])
+    results = load_script('benchmarks/search_step.py').main(['--quick', '--device', 'cpu'])
     assert results['search_time'] > 0 and results['fixed_time'] > 0
     output = capsys.readouterr().out
     assert 'TCM search iteration' in output and 'MSINet training step' in output

@@ -1,8 +1,6 @@
 """Unsupervised training pieces: Jaccard distance, DBSCAN pseudo labels, cluster memory,
 the Cluster Contrast engine, and the example for one tiny round on generated data."""
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +22,6 @@ from torchreid import data, optim
 from helpers import FrozenBatchNorm, load_script, run_distributed
 
 dense_jaccard_distance = load_script('benchmarks/clustering.py').dense_jaccard_distance
-EXAMPLE = Path(__file__).resolve().parents[1] / 'examples' / 'cluster_contrast.py'
 DEMO = dict(num_train_ids=8, num_test_ids=4, num_cameras=3, height=64, width=32)
 
 
@@ -184,9 +181,7 @@ def test_engine_refuses_too_few_clusters(demo_root):
 
 
 def test_cluster_contrast_example_one_round(demo_root, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location('cluster_contrast', EXAMPLE)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_script('examples/cluster_contrast.py')
     results = example.main([
         '--demo', '--root', str(demo_root), '--demo-ids', '8', '4', '--demo-cameras', '3',
         '--height', '64', '--width', '32', '--epochs', '1', '--batch-size', '8',
