@@ -12,17 +12,17 @@ from typing import Callable
 from torch import nn
 
 import msinet_reid
-from msinet_reid._torchreid import model_factory
+from msinet_reid.models import model_entrypoint
 
 dependencies = ['torch', 'torchvision', 'torchreid', 'gdown']
 
 
 def _entrypoint(name: str) -> Callable[..., nn.Module]:
     def load(pretrained: bool = False, num_classes: int = 1000, **kwargs) -> nn.Module:
-        return model_factory()[name](num_classes, pretrained=pretrained, **kwargs)
+        return model_entrypoint(name)(num_classes, pretrained=pretrained, **kwargs)
 
     load.__name__ = load.__qualname__ = name
-    load.__doc__ = model_factory()[name].__doc__
+    load.__doc__ = model_entrypoint(name).__doc__
     return load
 
 

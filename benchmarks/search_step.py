@@ -23,10 +23,10 @@ from typing import Callable, List, Optional
 
 import torch
 
-import msinet_reid  # noqa: F401  (registers the models)
-from msinet_reid._torchreid import data, engine, models, utils
+import msinet_reid  # noqa: F401  (registers the models; torchreid's names in both layouts)
 from msinet_reid.data import make_market1501
 from msinet_reid.search import MSINetSupernet, TCMSearchEngine, build_search_optimizers
+from torchreid import data, engine, models, utils
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

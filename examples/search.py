@@ -26,9 +26,8 @@ from typing import List, Optional
 
 import torch
 
-import msinet_reid
+import msinet_reid  # registers MSINet; torchreid's official module names work in both layouts
 from msinet_reid import distributed
-from msinet_reid._torchreid import data, models, utils
 from msinet_reid.engine import ImageMSINetEngine
 from msinet_reid.optim import PAPER_EPOCHS
 from msinet_reid.recipes import build_optimizer, scaled_recipe
@@ -37,6 +36,7 @@ from msinet_reid.search import (
     load_genotype,
 )
 from msinet_reid.search.engine import GENOTYPE_FILE
+from torchreid import data, models, utils
 
 # Paper sec. 4.2: persons at 256x128, vehicles at 256x256.
 IMAGE_SIZES = {'msmt17': (256, 128), 'market1501': (256, 128), 'veri': (256, 256)}

@@ -7,7 +7,6 @@ A checkpoint is looked up, in order, at the path given to the model factory
 """
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -145,8 +144,10 @@ def load_checkpoint(path: PathLike):
                 f"torch.save({{'state_dict': ckpt['state_dict']}}, path). ({error})"
             ) from error
         raise _corrupt(path, 'unreadable pickle data') from error
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        raise _corrupt(path, str(error).splitlines()[0][:200]) from error
+    except Exception as error:  # noqa: BLE001  (damaged bytes fail the unpickler in many ways:
+        # EOFError, zipfile.BadZipFile, IndexError, KeyError, ...)
+        raise _corrupt(path, f'{type(error).__name__}: '
+                             f'{(str(error).splitlines() or [""])[0][:200]}') from error
 
 
 def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:

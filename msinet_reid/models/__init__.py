@@ -4,10 +4,10 @@ from .msinet import (
     GENOTYPES, MSINET_IMAGENET, MSICell, MSINet, msinet, msinet_s, msinet_sam, msinet_vr,
     register_genotype,
 )
-from .registry import list_models, published_weights, register_model
+from .registry import list_models, model_entrypoint, published_weights, register_model
 
 __all__ = [
     'GENOTYPES', 'MSICell', 'MSINET_IMAGENET', 'MSINet', 'MSINetEncoder', 'build_body',
-    'list_models', 'msinet', 'msinet_s', 'msinet_sam', 'msinet_vr', 'published_weights',
-    'register_genotype', 'register_model',
+    'list_models', 'model_entrypoint', 'msinet', 'msinet_s', 'msinet_sam', 'msinet_vr',
+    'published_weights', 'register_genotype', 'register_model',
 ]

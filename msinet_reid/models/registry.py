@@ -48,6 +48,15 @@ def observe_models(observer: Observer) -> None:
     _observers.append(observer)
 
 
+def model_entrypoint(name: str) -> Callable:
+    """The constructor registered as model ``name``: ``(num_classes, loss, pretrained,
+    use_gpu, **kwargs)``, keyword arguments included, which torchreid's ``build_model``
+    does not pass on."""
+    if name not in _model_entrypoints:
+        raise KeyError(f'no MSINet model named {name!r}; choose one of {list_models()}')
+    return _model_entrypoints[name]
+
+
 def published_weights(name: str) -> Optional[PretrainedWeights]:
     """The published checkpoint that model ``name`` loads with ``pretrained=True``, if any."""
     return _published_weights.get(name)
