@@ -14,7 +14,7 @@ import datetime
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Dict, Iterable, Iterator, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -135,15 +135,56 @@ def broadcast_module(module: torch.nn.Module) -> None:
             dist.broadcast(tensor.data, src=0)
 
 
-def average_gradients(params) -> None:
-    """Average the gradients of ``params`` over all processes, in place.
+BUCKET_BYTES = 25 * 2 ** 20  # DDP's default bucket_cap_mb
+
+
+@torch.no_grad()
+def all_reduce_mean(tensors: Iterable[Tensor], bucket_bytes: int = BUCKET_BYTES) -> None:
+    """Average ``tensors`` over all processes, in place, a few flat buckets at a time.
+
+    As DDP's reducer does, the tensors are copied into flat buckets of at most
+    ``bucket_bytes`` (one dtype and device each), so a model costs a handful of
+    ``all_reduce`` calls rather than one per tensor. Every process must pass tensors of
+    the same shapes in the same order.
+    """
+    if not is_distributed():
+        return
+    world_size = get_world_size()
+    for bucket in _buckets(list(tensors), bucket_bytes):
+        flat = torch.cat([t.reshape(-1) for t in bucket])
+        dist.all_reduce(flat)
+        flat.div_(world_size)
+        for tensor, averaged in zip(bucket, flat.split([t.numel() for t in bucket])):
+            tensor.copy_(averaged.view_as(tensor))
+
+
+def _buckets(tensors: List[Tensor], bucket_bytes: int) -> Iterator[List[Tensor]]:
+    groups: Dict[tuple, List[Tensor]] = {}
+    for tensor in tensors:
+        groups.setdefault((tensor.dtype, tensor.device), []).append(tensor)
+    for group in groups.values():
+        bucket, size = [], 0
+        for tensor in group:
+            if bucket and size + tensor.numel() * tensor.element_size() > bucket_bytes:
+                yield bucket
+                bucket, size = [], 0
+            bucket.append(tensor)
+            size += tensor.numel() * tensor.element_size()
+        yield bucket
+
+
+def average_gradients(params: Iterable[Tensor]) -> None:
+    """Average the gradients of ``params`` over all processes, in place (bucketed).
 
     What DDP does inside ``backward``, for updates that DDP's reducer cannot follow: the
     search's alternating steps each backpropagate into only part of the parameters.
+    Parameters without a gradient are left out (the same ones on every process).
     """
-    if is_distributed():
-        world_size = get_world_size()
-        for param in params:
-            if param.grad is not None:
-                dist.all_reduce(param.grad)
-                param.grad.div_(world_size)
+    all_reduce_mean(p.grad for p in params if p.grad is not None)
+
+
+def average_buffers(module: torch.nn.Module) -> None:
+    """Average ``module``'s floating-point buffers (BatchNorm running statistics) over all
+    processes, in place, so that every process holds the same statistics. Integer
+    buffers (batch counters) advance alike on every process and are left as they are."""
+    all_reduce_mean(b for b in module.buffers() if b.is_floating_point())

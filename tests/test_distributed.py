@@ -3,6 +3,7 @@ import datetime
 import os
 import time
 from collections import Counter
+from unittest import mock
 
 import pytest
 import torch
@@ -83,6 +84,20 @@ def _check_gather(info, tmp_path):
     assert gathered[:, 0].tolist() == [1, 1, 2, 2]
     gathered.sum().backward()  # only this process's rows carry gradient
     assert torch.equal(x.grad, torch.ones(2, 3))
+    # Averaged in flat buckets: one all_reduce per dtype when they fit, each tensor's mean.
+    def tensors():
+        return [torch.full((3, 2), float(info.rank)), torch.arange(5.0) * (info.rank + 1),
+                torch.full((4,), float(info.rank), dtype=torch.float64)]
+
+    expected = [torch.full((3, 2), 0.5), torch.arange(5.0) * 1.5,
+                torch.full((4,), 0.5, dtype=torch.float64)]
+    for bucket_bytes, calls in ((distributed.BUCKET_BYTES, 2), (24, 3)):
+        averaged = tensors()
+        with mock.patch.object(torch.distributed, 'all_reduce',
+                               wraps=torch.distributed.all_reduce) as all_reduce:
+            distributed.all_reduce_mean(averaged, bucket_bytes)
+        assert all_reduce.call_count == calls
+        assert all(torch.equal(a, e) for a, e in zip(averaged, expected))
     # Rank 0 works alone inside main_process_first: while it is in the block, rank 1's
     # arrival is never seen; afterwards rank 1 finds what rank 0 wrote.
     store = torch.distributed.FileStore(str(tmp_path / 'store'), 2)

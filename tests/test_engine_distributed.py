@@ -194,7 +194,8 @@ def _search_job(info, root, out):
     def state():
         return torch.cat([*(a.detach().flatten() for a in model.arch_parameters()),
                           *(m.features.flatten() for m in search.memories.values()),
-                          *(p.detach().flatten() for p in model.weight_parameters())])
+                          *(p.detach().flatten() for p in model.weight_parameters()),
+                          *(b.flatten().double() for b in model.buffers())])
 
     def synchronised_step(data):
         summary = TCMSearchEngine.forward_backward(search, data)
@@ -209,19 +210,25 @@ def _search_job(info, root, out):
          'alpha': [a.tolist() for a in model.arch_parameters()]}))
 
 
-def _search_engine(root):
+def _search_engine(root, transforms=('random_flip',), plain_sgd=False):
     from msinet_reid.search import MSINetSupernet, TCMSearchEngine, build_search_optimizers
 
     manager = reid_data.ImageDataManager(
-        root=str(root), sources='market1501', height=64, width=32, transforms=['random_flip'],
+        root=str(root), sources='market1501', height=64, width=32,
+        transforms=None if transforms is None else list(transforms),
         batch_size_train=GLOBAL_BATCH, num_instances=2, train_sampler='RandomIdentitySampler',
         workers=0, batch_size_test=16)
     model = MSINetSupernet(manager.num_train_pids)
-    return TCMSearchEngine(manager, model, *build_search_optimizers(model, max_epoch=2),
-                           use_gpu=False)
+    if plain_sgd:  # updates proportional to the gradients (Adam's first steps are not)
+        optimizers = (torch.optim.SGD(model.weight_parameters(), lr=0.05, momentum=0.9),
+                      torch.optim.SGD(model.arch_parameters(), lr=0.5))
+    else:
+        optimizers = build_search_optimizers(model, max_epoch=2)
+    return TCMSearchEngine(manager, model, *optimizers, use_gpu=False)
 
 
-def test_search_keeps_alpha_weights_and_memories_identical_on_every_process(root, tmp_path):
+def test_search_keeps_alpha_weights_buffers_and_memories_identical_on_every_process(
+        root, tmp_path):
     run_distributed(_search_job, root, tmp_path)
     for rank in (0, 1):
         result = json.loads((tmp_path / f'search-{rank}.json').read_text())
@@ -236,6 +243,56 @@ def test_search_keeps_alpha_weights_and_memories_identical_on_every_process(root
     assert [a.tolist() for a in search.model.arch_parameters()] == result['alpha']
     search.run(save_dir=str(tmp_path / 'search'), max_epoch=2, start_epoch=1, print_freq=100)
     assert len(search.history) == 2
+
+
+SEARCH_STEPS = 3
+
+
+def _search_steps(root):
+    """The search state after ``SEARCH_STEPS`` iterations from the same start, with
+    BatchNorm on running statistics (as ``FrozenBNEngine``): a step on the global batch is
+    then the same computation on one process or two."""
+    from msinet_reid._torchreid import utils
+
+    utils.set_random_seed(0)
+    search = _search_engine(root, transforms=None, plain_sgd=True)
+    search.initialise_memories()
+    search.model.train()
+    for module in search.model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    batches = iter(search.train_loader)
+    search._valid_batches = iter(search.valid_loader)
+    start = search.model.alpha.detach().clone()
+    for _ in range(SEARCH_STEPS):
+        search.forward_backward(next(batches))
+    return {'weights': [p.detach().clone() for p in search.model.weight_parameters()],
+            'alpha': search.model.alpha.detach().clone(), 'alpha_start': start,
+            'buffers': [b.clone() for b in search.model.buffers()],
+            'memories': {k: m.features.clone() for k, m in search.memories.items()}}
+
+
+def _search_steps_job(info, root, out):
+    torch.save(_search_steps(root), out / f'search-state-{info.rank}.pt')
+
+
+def test_two_process_search_steps_update_as_one_process(root, tmp_path):
+    single = _search_steps(root)
+    run_distributed(_search_steps_job, root, tmp_path)
+    for rank in (0, 1):
+        state = torch.load(tmp_path / f'search-state-{rank}.pt')
+        # alpha's gradient sums many cancelling terms: its float rounding is larger, so its
+        # update is compared to within 1% of its size.
+        moved = state['alpha'] - state['alpha_start']
+        expected = single['alpha'] - single['alpha_start']
+        assert expected.abs().max() > 1e-3
+        assert torch.allclose(moved, expected, rtol=0, atol=0.01 * expected.abs().max())
+        for subset, memory in single['memories'].items():
+            assert torch.allclose(state['memories'][subset], memory, rtol=1e-4, atol=1e-6)
+        for want, got in zip(single['weights'], state['weights'], strict=True):
+            assert torch.allclose(want, got, rtol=1e-4, atol=1e-6)
+        for want, got in zip(single['buffers'], state['buffers'], strict=True):
+            assert torch.equal(want, got)
 
 
 KILLED_RUN = '''

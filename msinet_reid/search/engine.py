@@ -109,9 +109,10 @@ class TCMSearchEngine(DistributedEngine):
 
     Under ``torchrun`` each process takes its share of every global batch; the gradients
     of each step are averaged over processes (DDP's reducer cannot follow steps that each
-    backpropagate into part of the parameters), and the memories are updated with the
-    features of all processes, so every process holds the same weights, alpha and
-    memories. Rank 0 alone prints and writes the genotype and checkpoints.
+    backpropagate into part of the parameters), then the BatchNorm running statistics,
+    and the memories are updated with the features of all processes, so every process
+    holds the same weights, alpha, buffers and memories after every step. Rank 0 alone
+    prints and writes the genotype and checkpoints.
 
     Args:
         datamanager: torchreid ``ImageDataManager``; its train set is split.
@@ -250,6 +251,8 @@ class TCMSearchEngine(DistributedEngine):
               optimizer: Optimizer) -> Dict[str, float]:
         loss, features = self._loss(imgs, labels, subset)
         _descend(loss, optimizer)
+        # Each process's forward moved the BatchNorm statistics with its own shard.
+        distributed.average_buffers(self.model)
         if features is not None:  # every process memorises the whole global batch
             self.memories[subset].update(distributed.all_gather(features.detach()),
                                          distributed.all_gather(labels))
