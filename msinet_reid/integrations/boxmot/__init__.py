@@ -23,8 +23,9 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from ...atomic import PathLike, atomic_write
@@ -59,6 +60,7 @@ from boxmot.reid.core.artifacts import read_artifact_metadata, write_artifact_me
 FAMILY, RECIPE, IMAGE_SIZE = 'cnn', 'cnn_reid', (256, 128)
 # boxmot's ReID backends besides pytorch that run on the CPU, and export() writes.
 FORMATS = ('torchscript', 'onnx', 'openvino')
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 
 
 def _builder(name: str) -> Callable[..., MSINet]:
@@ -237,6 +239,65 @@ def reid_encoder(weights: PathLike, device: str = 'cpu', half: bool = False):
         options=tuple(sorted(options.items()))))
 
 
+def read_frames(source: PathLike) -> Iterator[Tuple[int, np.ndarray]]:
+    """``(frame number from 1, BGR image)`` of a video file or a folder of images (sorted).
+
+    Example::
+
+        >>> for number, image in read_frames('MOT17-02/img1'): ...
+    """
+    import cv2
+
+    source = Path(source)
+    if source.is_dir():
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise FileNotFoundError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {source}')
+        for number, path in enumerate(paths, 1):
+            yield number, cv2.imread(str(path))
+        return
+    if not source.is_file():
+        raise FileNotFoundError(f'{source} is neither a video file nor a folder of frames')
+    video = cv2.VideoCapture(str(source))
+    try:
+        number = 0
+        while True:
+            ok, image = video.read()
+            if not ok:
+                break
+            number += 1
+            yield number, image
+    finally:
+        video.release()
+    if number == 0:
+        raise ValueError(f'OpenCV read no frame from {source}')
+
+
+def track_detections(tracker, frames: Iterable[Tuple[int, np.ndarray]],
+                     detections: np.ndarray) -> np.ndarray:
+    """Run a boxmot tracker over ``frames`` with MOT-format ``detections``; return tracks.
+
+    ``detections`` rows are ``frame,id,x,y,w,h,conf,...`` (as in ``det.txt``); the result
+    has MOT rows ``frame,id,x,y,w,h,conf,-1,-1,-1`` (as the MOT Challenge expects from a
+    tracker), for the boxes the tracker outputs at each frame.
+
+    Example::
+
+        >>> tracks = track_detections(BotSort(reid_weights=weights), read_frames('img1'),
+        ...                           read_mot('det/det.txt'))
+    """
+    rows = []
+    for number, image in frames:
+        found = detections[detections[:, 0] == number]
+        boxes = np.zeros((len(found), 6), np.float32)  # x1 y1 x2 y2 conf class
+        boxes[:, :2] = found[:, 2:4]
+        boxes[:, 2:4] = found[:, 2:4] + found[:, 4:6]
+        boxes[:, 4] = found[:, 6]
+        for x1, y1, x2, y2, track_id, conf, *_ in tracker.update(boxes, image):
+            rows.append((number, track_id, x1, y1, x2 - x1, y2 - y1, conf, -1, -1, -1))
+    return np.array(rows, np.float64).reshape(-1, 10)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """boxmot's command line with MSINet registered: ``python -m msinet_reid.integrations.boxmot``.
 
@@ -249,5 +310,5 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 register_backbones()
 
-__all__ = ['FORMATS', 'INSTALL', 'export', 'main', 'prepare_weights', 'register_backbones', 'reid_encoder',
+__all__ = ['FORMATS', 'INSTALL', 'export', 'main', 'prepare_weights', 'read_frames', 'register_backbones', 'reid_encoder', 'track_detections',
            'require_boxmot']
