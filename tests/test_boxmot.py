@@ -15,7 +15,7 @@ import torchreid
 import msinet_reid
 from msinet_reid.deploy import InferenceModel, load_trained
 
-from helpers import deterministic_state_dict, load_script
+from helpers import engine_checkpoint, load_script
 
 HEIGHT, WIDTH = 64, 32
 INSTALL = 'pip install "msinet-reid[boxmot]"'
@@ -55,13 +55,8 @@ def runtime_installed(backend: str):
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
-    """A checkpoint as torchreid's engines write it."""
-    model = torchreid.models.build_model('msinet', 7, pretrained=False)
-    model.load_state_dict(deterministic_state_dict(model))
-    folder = tmp_path_factory.mktemp('checkpoint')
-    torchreid.utils.save_checkpoint(
-        {'state_dict': model.state_dict(), 'epoch': 1, 'rank1': np.float32(0.25)}, str(folder))
-    return folder / 'model.pth.tar-1'
+    """A checkpoint as torchreid's engines write it, numpy rank1 included."""
+    return engine_checkpoint(tmp_path_factory.mktemp('checkpoint'))
 
 
 @pytest.fixture(scope='module')
@@ -121,9 +116,12 @@ def test_features_equal_the_inference_model_on_every_backend(weights, checkpoint
         torch.testing.assert_close(features, expected, atol=1e-4, rtol=0, msg=backend)
 
 
-def test_boxmot_cli_exports_msinet(weights, tmp_path):
-    """boxmot's own export command, through the launcher that registers MSINet."""
-    target = tmp_path / weights.name
+def test_boxmot_cli_exports_msinet(checkpoint, tmp_path):
+    """boxmot's own export command, through the launcher that registers MSINet (at
+    boxmot's default crop size: its TorchScript export keeps no other)."""
+    weights = msinet_boxmot.prepare_weights('msinet', checkpoint, tmp_path / 'msinet_cam.pt')
+    target = tmp_path / 'export' / weights.name
+    target.parent.mkdir()
     target.write_bytes(weights.read_bytes())
     result = subprocess.run(
         [sys.executable, '-m', 'msinet_reid.integrations.boxmot', 'export', '--weights',
