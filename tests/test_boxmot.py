@@ -158,7 +158,7 @@ def trained_weights(tmp_path_factory):
                                          (HEIGHT, WIDTH))
 
 
-TRAIN_IDS, TRAIN_EPOCHS = 32, 4
+TRAIN_IDS, TRAIN_EPOCHS = 32, 1
 
 
 def test_msinet_appearance_cuts_identity_switches_of_a_real_tracker(trained_weights, tmp_path):

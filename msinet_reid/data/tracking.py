@@ -195,7 +195,7 @@ def _step(walkers: List[_Walker], width: int) -> None:
     for a in walkers:
         for b in walkers:
             approaching = (b.x - a.x) * (a.speed - b.speed) > 0
-            close = abs(a.x - b.x) < 0.6 * (a.half_width + b.half_width)
+            close = abs(a.x - b.x) < 0.25 * (a.half_width + b.half_width)
             if a is not b and a.lane == b.lane and a.x < b.x and approaching and close:
                 a.speed, b.speed = -abs(a.speed), abs(b.speed)
 
