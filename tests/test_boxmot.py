@@ -142,7 +142,7 @@ def trained_weights(tmp_path_factory):
     from msinet_reid.engine import ImageMSINetEngine
 
     root = tmp_path_factory.mktemp('persons')
-    make_market1501(root, num_train_ids=TRAIN_IDS, num_test_ids=1, height=HEIGHT, width=WIDTH,
+    make_market1501(root, num_train_ids=TRAIN_IDS, num_test_ids=4, height=HEIGHT, width=WIDTH,
                     progress=False)
     datamanager = torchreid.data.ImageDataManager(
         root=str(root), sources='market1501', height=HEIGHT, width=WIDTH,
