@@ -34,6 +34,19 @@ def deterministic_state_dict(model: nn.Module) -> dict:
     return state
 
 
+def engine_checkpoint(folder, model_name: str = 'msinet', num_classes: int = 7):
+    """A checkpoint of deterministic weights as torchreid's engines write it, numpy rank1
+    included; returns its path."""
+    import numpy as np
+    import torchreid
+
+    model = torchreid.models.build_model(model_name, num_classes, pretrained=False)
+    model.load_state_dict(deterministic_state_dict(model))
+    torchreid.utils.save_checkpoint(
+        {'state_dict': model.state_dict(), 'epoch': 1, 'rank1': np.float32(0.25)}, str(folder))
+    return folder / 'model.pth.tar-1'
+
+
 def deterministic_images(batch: int, height: int, width: int) -> torch.Tensor:
     """A fixed batch of images in float64, values in [-1, 1]."""
     n = batch * 3 * height * width

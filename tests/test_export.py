@@ -1,7 +1,6 @@
 """ONNX export: parity with PyTorch in onnxruntime, dynamic batch, the CLI, missing extras."""
 import sys
 
-import numpy as np
 import onnxruntime
 import pytest
 import torch
@@ -11,7 +10,7 @@ from msinet_reid.cli import main
 from msinet_reid.deploy import load_trained
 from msinet_reid.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 
-from helpers import deterministic_state_dict
+from helpers import engine_checkpoint
 
 HEIGHT, WIDTH = 64, 32
 
@@ -19,12 +18,7 @@ HEIGHT, WIDTH = 64, 32
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
     """A checkpoint as torchreid's engines write it, numpy rank1 included."""
-    model = torchreid.models.build_model('msinet', 7, pretrained=False)
-    model.load_state_dict(deterministic_state_dict(model))
-    folder = tmp_path_factory.mktemp('checkpoint')
-    torchreid.utils.save_checkpoint(
-        {'state_dict': model.state_dict(), 'epoch': 1, 'rank1': np.float32(0.25)}, str(folder))
-    return folder / 'model.pth.tar-1'
+    return engine_checkpoint(tmp_path_factory.mktemp('checkpoint'))
 
 
 def onnx_features(path, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,175 @@
+"""MSINet inside boxmot: registry, weights, backends, boxmot's CLI and a real tracker.
+
+Nothing here downloads: every weights file is written by the tests, and the tests that
+would make boxmot pip-install a runtime at run time skip, saying so, instead.
+"""
+import importlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchreid
+
+import msinet_reid
+from msinet_reid.deploy import InferenceModel, load_trained
+
+from helpers import engine_checkpoint, load_script
+
+HEIGHT, WIDTH = 64, 32
+INSTALL = 'pip install "msinet-reid[boxmot]"'
+
+
+def test_import_msinet_reid_does_not_need_boxmot():
+    code = 'import sys, msinet_reid, msinet_reid.integrations; print("boxmot" in sys.modules)'
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == 'False'
+
+
+def test_missing_boxmot_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'boxmot', None)  # what an absent package looks like
+    monkeypatch.delitem(sys.modules, 'msinet_reid.integrations.boxmot', raising=False)
+    with pytest.raises(ImportError, match=INSTALL.replace('[', r'\[').replace(']', r'\]')):
+        importlib.import_module('msinet_reid.integrations.boxmot')
+
+
+boxmot = pytest.importorskip('boxmot', reason=f'boxmot is not installed: {INSTALL}')
+msinet_boxmot = importlib.import_module('msinet_reid.integrations.boxmot')
+from boxmot.reid.backbones.registry import build_backbone, get_backbone_spec  # noqa: E402
+from boxmot.reid.core import ReID  # noqa: E402
+from boxmot.structures import Boxes, Detections, Frame  # noqa: E402
+from boxmot.utils.checks import requirement_satisfied  # noqa: E402
+
+
+def runtime_installed(backend: str):
+    """Skip when boxmot would pip-install this backend's runtime at run time."""
+    from boxmot.reid.backends.dependencies import reid_backend_requirements
+
+    missing = [r for r in reid_backend_requirements(backend, device='cpu')
+               if not requirement_satisfied(r)]
+    if missing:
+        pytest.skip(f'boxmot would pip-install {missing} for its {backend} backend at run time; '
+                    f'install the pins of requirements.txt')
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """A checkpoint as torchreid's engines write it, numpy rank1 included."""
+    return engine_checkpoint(tmp_path_factory.mktemp('checkpoint'))
+
+
+@pytest.fixture(scope='module')
+def weights(checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp('boxmot') / 'street_cam.pt'  # no model name needed in it
+    return msinet_boxmot.prepare_weights('msinet', checkpoint, out, (HEIGHT, WIDTH))
+
+
+def test_every_msinet_model_is_a_boxmot_backbone(unique_name):
+    for name in msinet_reid.list_models():
+        assert get_backbone_spec(name).default_img_size == (256, 128)
+    name = unique_name()
+    msinet_reid.register_genotype(name, msinet_reid.GENOTYPES['msinet'])
+    assert name in msinet_boxmot.register_backbones()
+    model = build_backbone(name, num_classes=3, pretrained=False)
+    assert isinstance(model, msinet_reid.MSINet)
+    assert msinet_boxmot.register_backbones()  # registering again is harmless
+
+
+def test_prepare_weights_refuses_what_boxmot_cannot_read(checkpoint, tmp_path):
+    with pytest.raises(ValueError, match=r'\.pt'):
+        msinet_boxmot.prepare_weights('msinet', checkpoint, tmp_path / 'msinet.pth')
+    with pytest.raises(ValueError, match='multiples of 16'):
+        msinet_boxmot.prepare_weights('msinet', checkpoint, tmp_path / 'm.pt', (100, 50))
+    with pytest.raises(msinet_reid.PretrainedWeightsError, match='msinet_vr'):
+        msinet_boxmot.prepare_weights('msinet_vr', checkpoint, tmp_path / 'm.pt')
+    assert not list(tmp_path.iterdir())
+
+
+def frame_and_detections():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(120, 200, 3), dtype=np.uint8)  # RGB
+    boxes = np.array([[5, 10, 45, 100], [60, 0, 110, 119], [150.5, 30.2, 199, 90]], np.float32)
+    frame = Frame(image=torch.from_numpy(image).permute(2, 0, 1).contiguous(), sample_id='f1')
+    detections = Detections(geometry=Boxes(torch.from_numpy(boxes)),
+                            scores=torch.full((3,), 0.9), class_ids=torch.zeros(3, dtype=torch.long),
+                            sample_id='f1')
+    return frame, detections, image[..., ::-1].copy(), boxes
+
+
+def test_features_equal_the_inference_model_on_every_backend(weights, checkpoint):
+    frame, detections, bgr, boxes = frame_and_detections()
+    runtime_installed('onnx')
+    runtime_installed('openvino')
+    files = {'pytorch': weights, **msinet_boxmot.export(weights)}
+    assert sorted(files) == ['onnx', 'openvino', 'pytorch', 'torchscript']
+    # the crops as boxmot preprocesses them, through MSINet's inference model
+    crops = ReID(weights=weights).model.get_crops(boxes, bgr)
+    assert crops.shape == (3, 3, HEIGHT, WIDTH)
+    with torch.no_grad():
+        expected = InferenceModel(load_trained('msinet', checkpoint))(crops)
+    expected = torch.nn.functional.normalize(expected, dim=1)
+    for backend, path in files.items():
+        encoder = msinet_boxmot.reid_encoder(path)
+        assert encoder.spec.backend == backend and encoder.embedding_dim == 768
+        (features,) = encoder.encode([frame], [detections])
+        torch.testing.assert_close(features, expected, atol=1e-4, rtol=0, msg=backend)
+
+
+def test_boxmot_cli_exports_msinet(checkpoint, tmp_path):
+    """boxmot's own export command, through the launcher that registers MSINet (at
+    boxmot's default crop size: its TorchScript export keeps no other)."""
+    weights = msinet_boxmot.prepare_weights('msinet', checkpoint, tmp_path / 'msinet_cam.pt')
+    target = tmp_path / 'export' / weights.name
+    target.parent.mkdir()
+    target.write_bytes(weights.read_bytes())
+    result = subprocess.run(
+        [sys.executable, '-m', 'msinet_reid.integrations.boxmot', 'export', '--weights',
+         str(target), '--include', 'torchscript'], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    encoder = msinet_boxmot.reid_encoder(target.with_suffix('.torchscript'))
+    frame, detections, _, _ = frame_and_detections()
+    (features,) = encoder.encode([frame], [detections])
+    (expected,) = msinet_boxmot.reid_encoder(weights).encode([frame], [detections])
+    torch.testing.assert_close(features, expected, atol=1e-4, rtol=0)
+
+
+@pytest.fixture(scope='module')
+def trained_weights(tmp_path_factory):
+    """MSINet trained for a few seconds with the package's recipe on synthetic persons
+    (other identities than the tracking sequence's), as boxmot weights."""
+    from msinet_reid.data import make_market1501
+    from msinet_reid.engine import ImageMSINetEngine
+
+    root = tmp_path_factory.mktemp('persons')
+    make_market1501(root, num_train_ids=TRAIN_IDS, num_test_ids=4, height=HEIGHT, width=WIDTH,
+                    progress=False)
+    datamanager = torchreid.data.ImageDataManager(
+        root=str(root), sources='market1501', height=HEIGHT, width=WIDTH,
+        transforms=['random_flip'], batch_size_train=32, num_instances=4,
+        train_sampler='RandomIdentitySampler', workers=0, use_gpu=False)
+    model = torchreid.models.build_model('msinet', datamanager.num_train_pids, loss='triplet',
+                                         pretrained=False)
+    optimizer = torchreid.optim.build_optimizer(model, optim='adam', lr=0.003)
+    ImageMSINetEngine(datamanager, model, optimizer, use_gpu=False, seed=0).run(
+        save_dir=str(root / 'log'), max_epoch=TRAIN_EPOCHS, print_freq=10 ** 6)
+    checkpoint = root / 'log' / 'model' / f'model.pth.tar-{TRAIN_EPOCHS}'
+    return msinet_boxmot.prepare_weights('msinet', checkpoint, root / 'msinet_persons.pt',
+                                         (HEIGHT, WIDTH))
+
+
+TRAIN_IDS, TRAIN_EPOCHS = 32, 1
+
+
+def test_msinet_appearance_cuts_identity_switches_of_a_real_tracker(trained_weights, tmp_path):
+    """BotSort on the synthetic street, where persons of a lane meet and turn back: with
+    MSINet appearance it keeps identities that motion and IoU alone swap."""
+    pytest.importorskip('motmetrics', reason='scoring needs motmetrics (extras boxmot, test)')
+    example = load_script('examples/track_with_msinet.py')
+    common = ['--demo', '--demo-root', str(tmp_path), '--tracker', 'botsort']
+    without = example.main([*common, '--appearance', 'off', '--out', str(tmp_path / 'iou.txt')])
+    with_msinet = example.main([*common, '--weights', str(trained_weights),
+                                '--out', str(tmp_path / 'msinet.txt')])
+    print(f'\nIoU only: {without}\nMSINet:   {with_msinet}')
+    assert with_msinet['num_switches'] < without['num_switches']
+    assert with_msinet['idf1'] > without['idf1']
