@@ -31,7 +31,7 @@ def test_search_benchmark_quick_mode(capsys):
 
 
 def test_search_quality_quick_mode(capsys):
-    benchmark = _script('benchmarks/search_quality.py')
+    benchmark = load_script('benchmarks/search_quality.py')
     results = benchmark.main(['--quick', '--random', '1', '--device', 'cpu'])
     assert list(results) == ['found (tcm)', 'msinet (Table 1)', 'random 1']
     assert results['msinet (Table 1)']['genotype'] == list(GENOTYPES['msinet'])
@@ -44,7 +44,7 @@ def test_search_quality_quick_mode(capsys):
 
 
 def test_search_quality_ranks_and_random_genotypes():
-    benchmark = _script('benchmarks/search_quality.py')
+    benchmark = load_script('benchmarks/search_quality.py')
     assert benchmark.rank_among(0.5, [0.6, 0.4, 0.5]) == 2  # ties do not push it down
     assert benchmark.rank_among(0.7, [0.6, 0.4]) == 1
     drawn = benchmark.random_genotypes(50, seed=3)

@@ -29,13 +29,14 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from .synthetic import (
-    JPEG_QUALITY, MARKER, PathLike, _camera, _draw_person, _look, _Look, _move_into_place,
-    _read_marker, _rng,
+    DOMAINS, JPEG_QUALITY, MARKER, PathLike, _camera, _draw_person, _look, _Look,
+    _move_into_place, _read_marker, _rng,
 )
 
 __all__ = ['make_mot_sequence', 'read_mot', 'score_tracks']
 
 FORMAT_VERSION = 1
+STREET = DOMAINS['street']  # the world of the demo's persons
 MIN_VISIBILITY = 0.5  # a detector misses persons hidden more than this
 FRAME_RATE = 30
 # Random stream tags, apart from synthetic.py's (1-10).
@@ -170,7 +171,7 @@ def _walkers(params: dict) -> List[_Walker]:
     walkers = []
     for index in range(params['num_people']):
         rng = _rng(params['seed'], _PERSON_STREAM, index)
-        look = _look(rng)
+        look = _look(rng, STREET.clothes)
         figure = 0.55 * height * look.height / 0.85
         lane = index % lanes
         # Lanes lie one above the other, so persons of nearby lanes overlap when passing.
@@ -217,7 +218,7 @@ def _visibility(walkers: List[_Walker], order: List[int], width: int, height: in
 
 def _write_sequence(folder: Path, params: dict, progress: bool) -> None:
     width, height, seed = params['width'], params['height'], params['seed']
-    camera = _camera(_rng(seed, _SCENE_STREAM), height, width)
+    camera = _camera(_rng(seed, _SCENE_STREAM), height, width, STREET)
     walkers = _walkers(params)
     for sub in ('img1', 'gt', 'det'):
         (folder / sub).mkdir()

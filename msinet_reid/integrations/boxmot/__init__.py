@@ -31,8 +31,9 @@ import torch
 from ...atomic import PathLike, atomic_write
 from ...deploy import InferenceModel, load_trained
 from ...export import export_onnx
-from ...weights import load_checkpoint
+from ...weights import PretrainedWeights, load_checkpoint
 from ...models import MSINet, list_models
+from ...models.registry import observe_models
 from ..._torchreid import models
 
 INSTALL = 'pip install "msinet-reid[boxmot]"'
@@ -77,24 +78,31 @@ def _builder(name: str) -> Callable[..., MSINet]:
 
 
 def register_backbones() -> List[str]:
-    """Register every MSINet model not yet known to boxmot; return all MSINet names.
+    """Make every MSINet model a boxmot backbone; return all MSINet names.
 
-    Runs on import; call it again after ``msinet_reid.register_genotype`` to add the new
-    model. A name that boxmot already uses for another backbone raises ``KeyError``.
+    Importing this module does it, and registers each genotype added later with
+    ``msinet_reid.register_genotype`` as it is added; calling it again is harmless. A name
+    that boxmot already uses for another backbone raises ``KeyError``.
 
     Example::
 
         >>> msinet_reid.register_genotype('my_msinet', genotype)
-        >>> register_backbones()
-        ['msinet', 'msinet_s', 'msinet_sam', 'msinet_vr', 'msinet_x1_0', 'my_msinet']
+        >>> 'my_msinet' in register_backbones()
+        True
     """
     names = list_models()
     for name in names:
-        if getattr(BACKBONE_REGISTRY.get(name), 'msinet_model', None) == name:
-            continue
-        register_backbone(name, family=FAMILY, default_recipe=RECIPE,
-                          default_img_size=IMAGE_SIZE)(_builder(name))
+        _register(name)
     return names
+
+
+def _register(name: str, weights: Optional[PretrainedWeights] = None) -> None:
+    """Register MSINet model ``name`` with boxmot, unless it is there already; an
+    observer of this package's model registry (``weights`` are boxmot's business)."""
+    if getattr(BACKBONE_REGISTRY.get(name), 'msinet_model', None) == name:
+        return
+    register_backbone(name, family=FAMILY, default_recipe=RECIPE,
+                      default_img_size=IMAGE_SIZE)(_builder(name))
 
 
 def prepare_weights(model_name: str, checkpoint: PathLike, out: PathLike,
@@ -308,7 +316,4 @@ def main(argv: Optional[List[str]] = None) -> None:
     boxmot_cli.main(args=argv, prog_name='python -m msinet_reid.integrations.boxmot')
 
 
-register_backbones()
-
-__all__ = ['FORMATS', 'INSTALL', 'export', 'main', 'prepare_weights', 'read_frames', 'register_backbones', 'reid_encoder', 'track_detections',
-           'require_boxmot']
+observe_models(_register)  # every MSINet model, and each one registered later
