@@ -190,8 +190,9 @@ def test_cluster_contrast_example_one_round(demo_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert '=> Clustering: ' in out and 'epoch: [1/1][1/' in out
     for state in ('untrained', 'trained'):
-        assert 0 <= results[state]['mAP'] <= 1
         assert f'{results[state]["mAP"]:.1%}' in out.split(state)[-1].splitlines()[0]
+    # One round from random weights learns little (19.1% -> 20.8% seen), but it learns.
+    assert results['trained']['mAP'] > results['untrained']['mAP']
     assert list(tmp_path.glob('model/model.pth.tar-1'))
     with capsys.disabled():
         print(f"\ncluster contrast, one round on generated data: mAP "
