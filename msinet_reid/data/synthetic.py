@@ -228,18 +228,27 @@ def _generate(layout: _Layout, root: PathLike, params: dict, progress: bool,
     _validate(layout, params)
     marker = {'generator': __name__, 'format': FORMAT_VERSION, 'parameters': params}
     target = Path(root).expanduser().resolve().joinpath(*layout.folder)
+    return write_once(target, marker, lambda staging: write(staging, params, progress))
+
+
+def write_once(target: Path, marker: dict, write: Callable[[Path], None]) -> Path:
+    """``target`` as ``write(folder)`` fills it, written atomically and only once.
+
+    A folder holding the same ``marker`` is reused as it is; one with another marker of
+    ours is replaced; a non-empty folder without our marker is never touched.
+    """
     found = _read_marker(target)
     if found == marker:
         return target
     if found is None and target.exists() and any(target.iterdir()):
         # Without our marker this is not ours (a real dataset?): never delete it.
-        raise FileExistsError(f'{target} exists and was not written by {__name__}; '
+        raise FileExistsError(f'{target} exists and was not written by {marker["generator"]}; '
                               'move it away or choose another root')
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', dir=target.parent))
     try:
-        write(staging, params, progress)
+        write(staging)
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + '\n')
         _move_into_place(staging, target)
     finally:

@@ -17,9 +17,6 @@ seed gives the same files on every machine; the sequence is written atomically a
 reused when its marker matches.
 """
 import configparser
-import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -29,8 +26,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from .synthetic import (
-    DOMAINS, JPEG_QUALITY, MARKER, PathLike, _camera, _draw_person, _look, _Look,
-    _move_into_place, _read_marker, _rng,
+    DOMAINS, JPEG_QUALITY, PathLike, _camera, _draw_person, _look, _Look, _rng, write_once,
 )
 
 __all__ = ['make_mot_sequence', 'read_mot', 'score_tracks']
@@ -83,21 +79,7 @@ def make_mot_sequence(
     _validate(params)
     marker = {'generator': __name__, 'format': FORMAT_VERSION, 'parameters': params}
     target = Path(root).expanduser().resolve() / name
-    found = _read_marker(target)
-    if found == marker:
-        return target
-    if found is None and target.exists() and any(target.iterdir()):
-        raise FileExistsError(f'{target} exists and was not written by {__name__}; '
-                              'move it away or choose another root or name')
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f'.{name}.', dir=target.parent))
-    try:
-        _write_sequence(staging, params, progress)
-        (staging / MARKER).write_text(json.dumps(marker, indent=2) + '\n')
-        _move_into_place(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return write_once(target, marker, lambda staging: _write_sequence(staging, params, progress))
 
 
 def read_mot(path: PathLike) -> np.ndarray:
