@@ -8,7 +8,6 @@ from onnx import numpy_helper
 from PIL import Image
 
 from msinet_reid.cli import main
-from msinet_reid.data import make_market1501
 from msinet_reid.deploy import load_trained
 from msinet_reid.export import (MIN_COSINE, OnnxModel, QuantizationError, export_onnx,
                                 feature_cosine, quantize_onnx)
@@ -18,12 +17,10 @@ HEIGHT, WIDTH = 64, 32
 
 
 @pytest.fixture(scope='module')
-def market(tmp_path_factory):
+def market(tiny_market):
     """A tiny synthetic Market-1501: training crops to calibrate on, query/gallery to rank."""
-    root = tmp_path_factory.mktemp('market')
-    folder = make_market1501(root, num_train_ids=8, num_test_ids=4, height=HEIGHT, width=WIDTH,
-                             progress=False)
-    return root, folder
+    root = tiny_market(height=HEIGHT, width=WIDTH)
+    return root, root / 'market1501' / 'Market-1501-v15.09.15'
 
 
 @pytest.fixture(scope='module')
