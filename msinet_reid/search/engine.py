@@ -232,7 +232,7 @@ class TCMSearchEngine(DistributedEngine):
             for subset, items in (('train', self.split.train), ('valid', self.split.valid)):
                 loader = tqdm(self._loader(items, self.datamanager.transform_te),
                               desc=f'=> Search-{subset} memory: centroids of {len(items)} images',
-                              unit='batch')
+                              unit='batch', disable=not self.dist.is_main)
                 features, labels, _ = extract_features(self.model, loader, self.device)
                 self.memories[subset].initialise(features.to(self.device),
                                                  torch.as_tensor(labels, device=self.device))
