@@ -13,9 +13,10 @@ import torch
 import torchreid
 
 import msinet_reid
+from msinet_reid.data.tracking import make_mot_sequence, read_mot
 from msinet_reid.deploy import InferenceModel, load_trained
 
-from helpers import engine_checkpoint, load_script
+from helpers import engine_checkpoint, load_script, random_checkpoint
 
 HEIGHT, WIDTH = 64, 32
 INSTALL = 'pip install "msinet-reid[boxmot]"'
@@ -131,6 +132,57 @@ def test_boxmot_cli_exports_msinet(checkpoint, tmp_path):
     (features,) = encoder.encode([frame], [detections])
     (expected,) = msinet_boxmot.reid_encoder(weights).encode([frame], [detections])
     torch.testing.assert_close(features, expected, atol=1e-4, rtol=0)
+
+
+def blind_rtdetr(folder):
+    """A snapshot folder for boxmot's rtdetr detector backend, written here: a tiny,
+    randomly initialised RT-DETR v2 whose processor scales every pixel to 0, so it sees a
+    blank image and reports the same five confident boxes on every frame."""
+    transformers = pytest.importorskip(
+        'transformers', reason='boxmot track runs offline with its rtdetr detector, which '
+        'needs transformers (extra test)')
+    torch.manual_seed(0)
+    backbone = transformers.RTDetrResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
+        layer_type='basic', out_features=['stage2', 'stage3', 'stage4'])
+    config = transformers.RTDetrV2Config(
+        backbone_config=backbone, encoder_in_channels=[16, 32, 64], encoder_hidden_dim=16,
+        encoder_ffn_dim=32, encoder_attention_heads=2, d_model=16, decoder_in_channels=[16] * 3,
+        decoder_ffn_dim=32, decoder_layers=2, decoder_attention_heads=2, num_queries=5,
+        num_denoising=0, id2label={0: 'person'}, initializer_bias_prior_prob=0.99)
+    folder = folder / 'rtdetr_blind'  # boxmot picks its detector backend by name
+    transformers.RTDetrV2ForObjectDetection(config).save_pretrained(folder)
+    transformers.RTDetrImageProcessor(size={'height': 64, 'width': 64}, rescale_factor=0.0
+                                      ).save_pretrained(folder)
+    return folder
+
+
+def test_boxmot_track_command_tracks_with_msinet(tmp_path, monkeypatch):
+    """``boxmot track`` through the launcher, offline: a local detector snapshot, MSINet
+    weights from prepare_weights, the synthetic sequence; MSINet embeds every frame's boxes."""
+    detector = blind_rtdetr(tmp_path)
+    weights = msinet_boxmot.prepare_weights(
+        'msinet', random_checkpoint(tmp_path / 'msinet.pth'), tmp_path / 'msinet_cam.pt',
+        (HEIGHT, WIDTH))
+    frames = 8
+    sequence = make_mot_sequence(tmp_path, num_people=4, num_frames=frames, progress=False)
+    embedded = []
+    forward = msinet_reid.MSINet.forward
+
+    def spy(model, images, *args, **kwargs):
+        embedded.append(tuple(images.shape))
+        return forward(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(msinet_reid.MSINet, 'forward', spy)
+    with pytest.raises(SystemExit) as exit_info:
+        msinet_boxmot.main(['track', '--detector', str(detector), '--reid', str(weights),
+                            '--tracker', 'botsort', '--source', str(sequence / 'img1'),
+                            '--save-txt', '--project', str(tmp_path / 'runs')])
+    assert exit_info.value.code == 0
+    assert embedded == [(5, 3, HEIGHT, WIDTH)] * frames
+    (tracks_file,) = (tmp_path / 'runs').glob('*/tracks.txt')
+    tracks = read_mot(tracks_file)
+    assert set(tracks[:, 0]) == set(range(1, frames + 1)) and len(set(tracks[:, 1])) == 5
 
 
 @pytest.fixture(scope='module')
