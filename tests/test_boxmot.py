@@ -70,9 +70,11 @@ def test_every_msinet_model_is_a_boxmot_backbone(unique_name):
     for name in msinet_reid.list_models():
         assert get_backbone_spec(name).default_img_size == (256, 128)
     name = unique_name()  # a genotype registered after the import reaches boxmot too
-    msinet_reid.register_genotype(name, msinet_reid.GENOTYPES['msinet'])
+    msinet_reid.register_genotype(name, msinet_reid.GENOTYPES['msinet_vr'])
     model = build_backbone(name, num_classes=3, pretrained=False)
     assert isinstance(model, msinet_reid.MSINet)
+    assert model.genotype == msinet_reid.GENOTYPES['msinet_vr']  # that model, not another
+    assert model.classifier.out_features == 3
     assert name in msinet_boxmot.register_backbones()  # registering again is harmless
 
 
@@ -157,29 +159,36 @@ def blind_rtdetr(folder):
     return folder
 
 
-def test_boxmot_track_command_tracks_with_msinet(tmp_path, monkeypatch):
+# The launcher run as `python -m`, each MSINet forward pass reported on stderr.
+SPIED_LAUNCHER = """
+import runpy, sys, msinet_reid
+forward = msinet_reid.MSINet.forward
+def spy(model, images, *args, **kwargs):
+    print('MSINet embeds', tuple(images.shape), file=sys.stderr)
+    return forward(model, images, *args, **kwargs)
+msinet_reid.MSINet.forward = spy
+runpy.run_module('msinet_reid.integrations.boxmot', run_name='__main__', alter_sys=True)
+"""
+
+
+def test_boxmot_track_command_tracks_with_msinet(tmp_path):
     """``boxmot track`` through the launcher, offline: a local detector snapshot, MSINet
-    weights from prepare_weights, the synthetic sequence; MSINet embeds every frame's boxes."""
+    weights from prepare_weights, the synthetic sequence; MSINet embeds every frame's boxes.
+    The launcher runs in a process of its own, where nothing but it registers MSINet."""
     detector = blind_rtdetr(tmp_path)
     weights = msinet_boxmot.prepare_weights(
         'msinet', random_checkpoint(tmp_path / 'msinet.pth'), tmp_path / 'msinet_cam.pt',
         (HEIGHT, WIDTH))
     frames = 8
     sequence = make_mot_sequence(tmp_path, num_people=4, num_frames=frames, progress=False)
-    embedded = []
-    forward = msinet_reid.MSINet.forward
-
-    def spy(model, images, *args, **kwargs):
-        embedded.append(tuple(images.shape))
-        return forward(model, images, *args, **kwargs)
-
-    monkeypatch.setattr(msinet_reid.MSINet, 'forward', spy)
-    with pytest.raises(SystemExit) as exit_info:
-        msinet_boxmot.main(['track', '--detector', str(detector), '--reid', str(weights),
-                            '--tracker', 'botsort', '--source', str(sequence / 'img1'),
-                            '--save-txt', '--project', str(tmp_path / 'runs')])
-    assert exit_info.value.code == 0
-    assert embedded == [(5, 3, HEIGHT, WIDTH)] * frames
+    result = subprocess.run(
+        [sys.executable, '-c', SPIED_LAUNCHER, 'track', '--detector', str(detector),
+         '--reid', str(weights), '--tracker', 'botsort', '--source', str(sequence / 'img1'),
+         '--save-txt', '--project', str(tmp_path / 'runs')],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    embedded = [line for line in result.stderr.splitlines() if line.startswith('MSINet embeds')]
+    assert embedded == [f'MSINet embeds (5, 3, {HEIGHT}, {WIDTH})'] * frames
     (tracks_file,) = (tmp_path / 'runs').glob('*/tracks.txt')
     tracks = read_mot(tracks_file)
     assert set(tracks[:, 0]) == set(range(1, frames + 1)) and len(set(tracks[:, 1])) == 5
