@@ -111,7 +111,7 @@ def frame_and_detections():
 def street_persons(folder):
     """The first frame of the synthetic street sequence, and its persons' detections."""
     sequence = make_mot_sequence(folder, num_frames=1, progress=False)
-    rgb = np.asarray(Image.open(sequence / 'img1' / '000001.jpg').convert('RGB'))
+    rgb = np.array(Image.open(sequence / 'img1' / '000001.jpg').convert('RGB'))
     x, y, w, h = read_mot(sequence / 'det' / 'det.txt')[:, 2:6].T
     return boxmot_inputs(rgb, np.stack([x, y, x + w, y + h], axis=1).astype(np.float32))
 
