@@ -47,6 +47,20 @@ def engine_checkpoint(folder, model_name: str = 'msinet', num_classes: int = 7):
     return folder / 'model.pth.tar-1'
 
 
+def random_checkpoint(path, num_classes: int = 8):
+    """A bare state_dict of randomly initialised MSINet (seed 0) at ``path``; returns it.
+
+    Unlike :func:`deterministic_state_dict`'s, these weights tell crops apart as trained
+    ones do, and keep activations clear of denormal floats, which slow the CPU down many times over.
+    """
+    import torchreid
+
+    torch.manual_seed(0)
+    model = torchreid.models.build_model('msinet', num_classes, pretrained=False)
+    torch.save(model.state_dict(), path)
+    return path
+
+
 def deterministic_images(batch: int, height: int, width: int) -> torch.Tensor:
     """A fixed batch of images in float64, values in [-1, 1]."""
     n = batch * 3 * height * width

@@ -11,11 +11,15 @@ import numpy as np
 import pytest
 import torch
 import torchreid
+from PIL import Image
 
 import msinet_reid
+from msinet_reid import cli
+from msinet_reid.data.tracking import make_mot_sequence, read_mot
 from msinet_reid.deploy import InferenceModel, load_trained
+from msinet_reid.export import MIN_COSINE, OnnxModel
 
-from helpers import engine_checkpoint, load_script
+from helpers import engine_checkpoint, load_script, random_checkpoint
 
 HEIGHT, WIDTH = 64, 32
 INSTALL = 'pip install "msinet-reid[boxmot]"'
@@ -69,9 +73,11 @@ def test_every_msinet_model_is_a_boxmot_backbone(unique_name):
     for name in msinet_reid.list_models():
         assert get_backbone_spec(name).default_img_size == (256, 128)
     name = unique_name()  # a genotype registered after the import reaches boxmot too
-    msinet_reid.register_genotype(name, msinet_reid.GENOTYPES['msinet'])
+    msinet_reid.register_genotype(name, msinet_reid.GENOTYPES['msinet_vr'])
     model = build_backbone(name, num_classes=3, pretrained=False)
     assert isinstance(model, msinet_reid.MSINet)
+    assert model.genotype == msinet_reid.GENOTYPES['msinet_vr']  # that model, not another
+    assert model.classifier.out_features == 3
     assert name in msinet_boxmot.register_backbones()  # registering again is harmless
 
 
@@ -85,15 +91,29 @@ def test_prepare_weights_refuses_what_boxmot_cannot_read(checkpoint, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def boxmot_inputs(rgb: np.ndarray, boxes: np.ndarray):
+    """boxmot's Frame of an RGB image and its Detections of ``x1 y1 x2 y2`` boxes; the
+    image in BGR, as trackers take it."""
+    frame = Frame(image=torch.from_numpy(rgb).permute(2, 0, 1).contiguous(), sample_id='f1')
+    detections = Detections(geometry=Boxes(torch.from_numpy(boxes)),
+                            scores=torch.full((len(boxes),), 0.9),
+                            class_ids=torch.zeros(len(boxes), dtype=torch.long), sample_id='f1')
+    return frame, detections, rgb[..., ::-1].copy(), boxes
+
+
 def frame_and_detections():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(120, 200, 3), dtype=np.uint8)  # RGB
     boxes = np.array([[5, 10, 45, 100], [60, 0, 110, 119], [150.5, 30.2, 199, 90]], np.float32)
-    frame = Frame(image=torch.from_numpy(image).permute(2, 0, 1).contiguous(), sample_id='f1')
-    detections = Detections(geometry=Boxes(torch.from_numpy(boxes)),
-                            scores=torch.full((3,), 0.9), class_ids=torch.zeros(3, dtype=torch.long),
-                            sample_id='f1')
-    return frame, detections, image[..., ::-1].copy(), boxes
+    return boxmot_inputs(image, boxes)
+
+
+def street_persons(folder):
+    """The first frame of the synthetic street sequence, and its persons' detections."""
+    sequence = make_mot_sequence(folder, num_frames=1, progress=False)
+    rgb = np.array(Image.open(sequence / 'img1' / '000001.jpg').convert('RGB'))
+    x, y, w, h = read_mot(sequence / 'det' / 'det.txt')[:, 2:6].T
+    return boxmot_inputs(rgb, np.stack([x, y, x + w, y + h], axis=1).astype(np.float32))
 
 
 def test_features_equal_the_inference_model_on_every_backend(weights, checkpoint):
@@ -131,6 +151,114 @@ def test_boxmot_cli_exports_msinet(checkpoint, tmp_path):
     (features,) = encoder.encode([frame], [detections])
     (expected,) = msinet_boxmot.reid_encoder(weights).encode([frame], [detections])
     torch.testing.assert_close(features, expected, atol=1e-4, rtol=0)
+
+
+def blind_rtdetr(folder):
+    """A snapshot folder for boxmot's rtdetr detector backend, written here: a tiny,
+    randomly initialised RT-DETR v2 whose processor scales every pixel to 0, so it sees a
+    blank image and reports the same five confident boxes on every frame."""
+    transformers = pytest.importorskip(
+        'transformers', reason='boxmot track runs offline with its rtdetr detector, which '
+        'needs transformers (extra test)')
+    torch.manual_seed(0)
+    backbone = transformers.RTDetrResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
+        layer_type='basic', out_features=['stage2', 'stage3', 'stage4'])
+    config = transformers.RTDetrV2Config(
+        backbone_config=backbone, encoder_in_channels=[16, 32, 64], encoder_hidden_dim=16,
+        encoder_ffn_dim=32, encoder_attention_heads=2, d_model=16, decoder_in_channels=[16] * 3,
+        decoder_ffn_dim=32, decoder_layers=2, decoder_attention_heads=2, num_queries=5,
+        num_denoising=0, id2label={0: 'person'}, initializer_bias_prior_prob=0.99)
+    folder = folder / 'rtdetr_blind'  # boxmot picks its detector backend by name
+    transformers.RTDetrV2ForObjectDetection(config).save_pretrained(folder)
+    transformers.RTDetrImageProcessor(size={'height': 64, 'width': 64}, rescale_factor=0.0
+                                      ).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope='module')
+def int8_export(tiny_market, tmp_path_factory):
+    """``msinet-reid export --int8`` of randomly initialised MSINet, calibrated on synthetic
+    persons: the fp32 and the int8 ONNX file, neither with boxmot's metadata."""
+    folder = tmp_path_factory.mktemp('int8')
+    crops = tiny_market(height=HEIGHT, width=WIDTH) / 'market1501' / 'Market-1501-v15.09.15'
+    assert cli.main(['export', '--weights', str(random_checkpoint(folder / 'msinet.pth')),
+                     '--out', str(folder / 'msinet.onnx'), '--height', str(HEIGHT),
+                     '--width', str(WIDTH), '--int8', '--calib', str(crops / 'bounding_box_train'),
+                     '--num-calibration', '16']) == 0
+    return folder / 'msinet.onnx', folder / 'msinet.int8.onnx'
+
+
+def assert_ranks_like(features: torch.Tensor, reference: torch.Tensor) -> None:
+    """Each crop's features are within MIN_COSINE of its reference features, and nearer to
+    them than to any other crop's: int8 tells the crops apart as fp32 does."""
+    similarity = (torch.nn.functional.normalize(features, dim=1)
+                  @ torch.nn.functional.normalize(reference, dim=1).T)
+    print(f'\ncosine to its own fp32 crop, min {similarity.diagonal().min():.4f}; to the '
+          f'nearest other, max {(similarity - 2 * torch.eye(len(similarity))).max():.4f}')
+    assert similarity.diagonal().min() >= MIN_COSINE
+    assert (similarity.argmax(dim=1) == torch.arange(len(similarity))).all()
+
+
+def test_int8_onnx_runs_in_boxmot(int8_export, tmp_path):
+    fp32_path, int8_path = int8_export
+    runtime_installed('onnx')
+    frame, detections, _, boxes = street_persons(tmp_path)
+    assert len(boxes) >= 4
+    encoder = msinet_boxmot.reid_encoder(int8_path)
+    assert encoder.spec.backend == 'onnx' and encoder.embedding_dim == 768
+    (int8,) = encoder.encode([frame], [detections])
+    (fp32,) = msinet_boxmot.reid_encoder(fp32_path).encode([frame], [detections])
+    assert_ranks_like(int8, fp32)
+
+
+def test_int8_onnx_runs_in_openvino_in_int8(int8_export, tmp_path):
+    openvino = pytest.importorskip('openvino', reason=f'OpenVINO comes with {INSTALL}')
+    fp32_path, int8_path = int8_export
+    _, _, bgr, boxes = street_persons(tmp_path)
+    crops = ReID(weights=fp32_path).model.get_crops(boxes, bgr)  # boxmot's preprocessing
+    compiled = openvino.Core().compile_model(str(int8_path), 'CPU')
+    int8 = torch.from_numpy(compiled(crops.numpy())[0])
+    assert_ranks_like(int8, OnnxModel(fp32_path)(crops))
+    convolutions = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()
+                    if op.get_rt_info()['layerType'].astype(str) == 'Convolution']
+    assert convolutions
+    assert {info['runtimePrecision'].astype(str) for info in convolutions} == {'u8'}
+
+
+# The launcher run as `python -m`, each MSINet forward pass reported on stderr.
+SPIED_LAUNCHER = """
+import runpy, sys, msinet_reid
+forward = msinet_reid.MSINet.forward
+def spy(model, images, *args, **kwargs):
+    print('MSINet embeds', tuple(images.shape), file=sys.stderr)
+    return forward(model, images, *args, **kwargs)
+msinet_reid.MSINet.forward = spy
+runpy.run_module('msinet_reid.integrations.boxmot', run_name='__main__', alter_sys=True)
+"""
+
+
+def test_boxmot_track_command_tracks_with_msinet(tmp_path):
+    """``boxmot track`` through the launcher, offline: a local detector snapshot, MSINet
+    weights from prepare_weights, the synthetic sequence; MSINet embeds every frame's boxes.
+    The launcher runs in a process of its own, where nothing but it registers MSINet."""
+    detector = blind_rtdetr(tmp_path)
+    weights = msinet_boxmot.prepare_weights(
+        'msinet', random_checkpoint(tmp_path / 'msinet.pth'), tmp_path / 'msinet_cam.pt',
+        (HEIGHT, WIDTH))
+    frames = 8
+    sequence = make_mot_sequence(tmp_path, num_people=4, num_frames=frames, progress=False)
+    result = subprocess.run(
+        [sys.executable, '-c', SPIED_LAUNCHER, 'track', '--detector', str(detector),
+         '--reid', str(weights), '--tracker', 'botsort', '--source', str(sequence / 'img1'),
+         '--save-txt', '--project', str(tmp_path / 'runs')],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    embedded = [line for line in result.stderr.splitlines() if line.startswith('MSINet embeds')]
+    assert embedded == [f'MSINet embeds (5, 3, {HEIGHT}, {WIDTH})'] * frames
+    (tracks_file,) = (tmp_path / 'runs').glob('*/tracks.txt')
+    tracks = read_mot(tracks_file)
+    assert set(tracks[:, 0]) == set(range(1, frames + 1)) and len(set(tracks[:, 1])) == 5
 
 
 @pytest.fixture(scope='module')

@@ -2,8 +2,6 @@
 import numpy as np
 import onnx
 import pytest
-import torch
-import torchreid
 from onnx import numpy_helper
 from PIL import Image
 
@@ -12,6 +10,8 @@ from msinet_reid.deploy import load_trained
 from msinet_reid.export import (MIN_COSINE, OnnxModel, QuantizationError, export_onnx,
                                 feature_cosine, quantize_onnx)
 from msinet_reid.extract import find_images, image_batches
+
+from helpers import random_checkpoint
 
 HEIGHT, WIDTH = 64, 32
 
@@ -25,13 +25,7 @@ def market(tiny_market):
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
-    """Randomly initialised weights: unlike helpers.deterministic_state_dict's, whose
-    features hardly depend on the image, they tell crops apart as trained ones do."""
-    torch.manual_seed(0)
-    model = torchreid.models.build_model('msinet', 8, pretrained=False)
-    path = tmp_path_factory.mktemp('checkpoint') / 'msinet.pth'
-    torch.save(model.state_dict(), path)
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp('checkpoint') / 'msinet.pth')
 
 
 @pytest.fixture(scope='module')

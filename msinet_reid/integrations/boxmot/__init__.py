@@ -220,7 +220,8 @@ def reid_encoder(weights: PathLike, device: str = 'cpu', half: bool = False):
     """boxmot's appearance encoder (``boxmot.reid.AppearanceEncoder``) for a weights file.
 
     ``weights`` is a file from :func:`prepare_weights` or its export by boxmot
-    (``.torchscript``, ``.onnx``, ``_openvino_model``); the suffix picks the backend.
+    (``.torchscript``, ``.onnx``, ``_openvino_model``), or an ONNX file of ``msinet-reid
+    export``, int8 (``--int8``) included; the suffix picks the backend.
     ``encoder.encode(frames, detections)`` returns one L2-normalised ``(N, 768)`` tensor
     per frame, the input of a ``boxmot.pipelines.TrackingPipeline``.
 
@@ -238,13 +239,23 @@ def reid_encoder(weights: PathLike, device: str = 'cpu', half: bool = False):
         raise FileNotFoundError(f'no ReID weights at {path}; write them with prepare_weights()')
     spec, _ = resolve_reid_spec(str(path), allow_download=False)
     options = spec.option_values()
-    # Compiled models do not say their width until the first batch; export() wrote it.
-    feature_dim = read_artifact_metadata(path).get('feature_dim')
+    feature_dim = _feature_width(path)
     if feature_dim:
         options.setdefault('embedding_dim', feature_dim)
     return create_reid_encoder(dataclasses.replace(
         spec, device=device, precision='fp16' if half else 'fp32',
         options=tuple(sorted(options.items()))))
+
+
+def _feature_width(path: Path) -> Optional[int]:
+    """The feature width a weights file declares, which boxmot's compiled backends do not
+    find out until the first batch: export()'s metadata, or else an ONNX file's output."""
+    width = read_artifact_metadata(path).get('feature_dim')
+    if width or path.suffix != '.onnx':
+        return width
+    import onnx
+
+    return onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim[-1].dim_value or None
 
 
 def read_frames(source: PathLike) -> Iterator[Tuple[int, np.ndarray]]:
