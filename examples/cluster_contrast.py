@@ -77,6 +77,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add('--k2', type=int, default=6, help='neighbours for local query expansion')
     add('--temperature', type=float, default=0.05)
     add('--momentum', type=float, default=0.2, help='centroid momentum')
+    add('--camera-aware', action='store_true',
+        help="cluster with each camera's mean feature removed (for a new domain, whose "
+             'features group by camera)')
     add('--workers', type=int, default=2)
     add('--device', default='cpu')
     add('--seed', type=int, default=0)
@@ -123,7 +126,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
         datamanager, model, optimizer, scheduler, use_gpu=use_gpu, eps=args.eps,
         min_samples=args.min_samples, k1=args.k1, k2=args.k2,
         temperature=args.temperature, momentum=args.momentum,
-        num_instances=args.num_instances, seed=args.seed,
+        num_instances=args.num_instances, seed=args.seed, camera_aware=args.camera_aware,
     )
     engine.run(save_dir=str(log_dir), max_epoch=args.epochs, print_freq=args.print_freq)
 

@@ -10,10 +10,11 @@ from sklearn.cluster import DBSCAN
 from torch.utils.data import DataLoader
 
 import msinet_reid  # noqa: F401
-from msinet_reid.data import make_market1501
+from msinet_reid.data import make_market1501, make_veri
 from msinet_reid.models import MSINetEncoder
 from msinet_reid.unsupervised import (
-    ClusterContrastEngine, ClusterMemory, cluster_pseudo_labels, jaccard_distance,
+    ClusterContrastEngine, ClusterMemory, camera_centred, cluster_pseudo_labels,
+    jaccard_distance,
 )
 from msinet_reid.data.views import dataset_view
 from msinet_reid.evaluation import extract_features
@@ -138,6 +139,28 @@ def test_pseudo_labels_recover_groups_and_leave_outliers_out():
     assert ((found[:, None] == found[None]) == (groups[:, None] == groups[None])).all()
 
 
+def test_camera_aware_clustering_groups_people_where_cameras_dominate():
+    # 4 people, each seen 3 times by each of 3 cameras; each camera adds a large shift.
+    generator = torch.Generator().manual_seed(0)
+    people, cameras = torch.arange(4).repeat_interleave(9), torch.arange(3).repeat(3).repeat(4)
+    features = (torch.randn(4, 32, generator=generator)[people]
+                + 3 * torch.randn(3, 32, generator=generator)[cameras]
+                + 0.2 * torch.randn(36, 32, generator=generator))
+    same_person = people[:, None] == people[None]
+
+    plain = torch.from_numpy(cluster_pseudo_labels(features, eps=0.5, k1=8, k2=3))
+    together = (plain[:, None] == plain[None]) & (plain[:, None] >= 0)
+    assert (together & same_person).sum() < 0.5 * together.sum()  # mostly by camera
+    aware = torch.from_numpy(
+        cluster_pseudo_labels(features, eps=0.5, k1=8, k2=3, cameras=cameras + 1))
+    assert (aware >= 0).all() and ((aware[:, None] == aware[None]) == same_person).all()
+    centred = camera_centred(features, cameras)
+    for camera in range(3):
+        assert centred[cameras == camera].mean(0).abs().max() < 1e-6
+    with pytest.raises(ValueError, match=r'one camera id per feature \(36\), got shape \(35,\)'):
+        camera_centred(features, cameras[1:])
+
+
 def test_cluster_memory_loss_gradient_and_momentum():
     centroids = torch.randn(3, 8)
     memory = ClusterMemory(centroids * 5, temperature=0.1, momentum=0.25)
@@ -197,6 +220,24 @@ def test_cluster_contrast_example_one_round(demo_root, tmp_path, capsys):
     with capsys.disabled():
         print(f"\ncluster contrast, one round on generated data: mAP "
               f"{results['untrained']['mAP']:.1%} -> {results['trained']['mAP']:.1%}")
+
+
+def test_domain_adaptation_from_one_root_with_two_datasets(demo_root, tmp_path, capsys):
+    """--root --source A --dataset B: trained on A's labels, adapted to B, scored on B."""
+    make_veri(demo_root, num_train_ids=8, num_test_ids=4, num_cameras=3, height=64,
+              width=64, progress=False)
+    example = load_script('examples/cluster_contrast.py')
+    results = example.main([
+        '--root', str(demo_root), '--source', 'market1501', '--dataset', 'veri',
+        '--height', '64', '--width', '32', '--source-epochs', '1', '--epochs', '1',
+        '--batch-size', '8', '--k1', '10', '--camera-aware', '--workers', '0',
+        '--log-dir', str(tmp_path),
+    ])
+    out = capsys.readouterr().out
+    assert set(results) == {'source-only', 'adapted'}
+    assert 'veri (target)' in out and 'source-only' in out and 'adapted' in out
+    assert list((tmp_path / 'source' / 'model').glob('model.pth.tar-1'))
+    assert list((tmp_path / 'model').glob('model.pth.tar-1'))
 
 
 class FrozenBNClusterEngine(FrozenBatchNorm, ClusterContrastEngine):

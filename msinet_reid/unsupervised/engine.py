@@ -22,7 +22,9 @@ class ClusterContrastEngine(DistributedEngine):
     images, their cluster as identity, are that epoch's training set (identity-balanced
     batches of ``num_instances`` images per cluster); the un-clustered sit it out. The
     cluster centroids form a :class:`ClusterMemory`, which gives the loss and follows the
-    batch features with momentum.
+    batch features with momentum. With ``camera_aware=True`` the clustering removes each
+    camera's mean feature first (:func:`~msinet_reid.unsupervised.camera_centred`): on a
+    new domain, where features group by camera, this is what makes the clusters people.
 
     ``model`` must return L2-normalisable embeddings in train mode, e.g.
     ``MSINetEncoder(norm=True)`` from :mod:`msinet_reid.integrations`. Everything else
@@ -46,7 +48,7 @@ class ClusterContrastEngine(DistributedEngine):
         self, datamanager, model, optimizer, scheduler=None, use_gpu: bool = True,
         eps: float = 0.6, min_samples: int = 4, k1: int = 30, k2: int = 6,
         temperature: float = 0.05, momentum: float = 0.2, num_instances: int = 4,
-        seed: int = 0,
+        seed: int = 0, camera_aware: bool = False,
     ) -> None:
         super().__init__(datamanager, use_gpu, seed)
         self.seed = seed
@@ -56,6 +58,7 @@ class ClusterContrastEngine(DistributedEngine):
         self.scheduler = scheduler
         self.register_model('model', model, optimizer, scheduler)
         self.clustering = dict(eps=eps, min_samples=min_samples, k1=k1, k2=k2)
+        self.camera_aware = camera_aware
         self.temperature = temperature
         self.momentum = momentum
         self.num_instances = num_instances
@@ -74,9 +77,10 @@ class ClusterContrastEngine(DistributedEngine):
         features = self._features(items)
         labels = torch.empty(len(items), dtype=torch.long)
         if self.dist.is_main:
+            cameras = torch.tensor([item[2] for item in items]) if self.camera_aware else None
             # Clustered where the model runs: the nearest-neighbour search is on the GPU there.
-            labels = torch.from_numpy(
-                cluster_pseudo_labels(features.to(self.device), **self.clustering)).long()
+            labels = torch.from_numpy(cluster_pseudo_labels(
+                features.to(self.device), cameras=cameras, **self.clustering)).long()
         labels = distributed.broadcast(labels.to(self.dist.device)).cpu().numpy()
         num_clusters = int(labels.max()) + 1
         counts = {'images': len(items), 'clusters': num_clusters,
