@@ -17,14 +17,16 @@ Unsupervised domain adaptation (the paper's Table 4 setting): with ``--source``,
 first trained with labels on the source dataset by the paper's recipe engine, then adapted
 to the unlabelled target (``--dataset``) by Cluster Contrast; the target's Rank-1 and mAP
 are printed for the source-only model and after adaptation. ``--demo --source market1501``
-generates a synthetic source (the ``street`` domain) and a shifted target (``campus``):
+generates a synthetic source (the ``street`` domain) and a shifted target (``campus``).
+``--camera-aware`` clusters with each camera's mean feature removed: on a new domain the
+source model's features group by camera before they group by person:
 
-    python examples/cluster_contrast.py --demo --source market1501
+    python examples/cluster_contrast.py --demo --source market1501 --camera-aware
 
 On real datasets, Market-1501 -> MSMT17 from the ImageNet-pretrained MSINet:
 
     python examples/cluster_contrast.py --root ~/datasets --source market1501 \\
-        --dataset msmt17 --pretrained --device cuda --height 256 --width 128 \\
+        --dataset msmt17 --camera-aware --pretrained --device cuda --height 256 --width 128 \\
         --batch-size 256 --num-instances 16 --source-epochs 60 --epochs 50 --k1 30
 """
 import argparse

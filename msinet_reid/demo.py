@@ -2,7 +2,8 @@
 
 Everything goes through torchreid: its ``Market1501`` dataset and ``ImageDataManager``
 read the generated data, :class:`~msinet_reid.engine.ImageMSINetEngine` (a torchreid
-``Engine`` with the paper's losses) trains, and its metrics evaluate. The untrained model is evaluated first, so the gain from training shows.
+``Engine`` with the paper's losses) trains, and its metrics evaluate. The untrained model
+is evaluated first, so the gain from training shows.
 """
 import os
 import time
@@ -96,7 +97,8 @@ def run_demo(config: Optional[DemoConfig] = None) -> Dict[str, Dict[str, float]]
                 print_freq=config.print_freq)
 
     print(f'[4/4] Evaluating the trained {config.model}')
-    results = {'untrained': untrained, 'trained': evaluate(model, datamanager, device)['market1501']}
+    trained = evaluate(model, datamanager, device)['market1501']
+    results = {'untrained': untrained, 'trained': trained}
     print(_table({f'{state} {config.model}': scores for state, scores in results.items()}))
     print(f'Done in {time.time() - started:.0f} s; checkpoints and TensorBoard logs in '
           f'{root / "log"}')

@@ -51,7 +51,8 @@ def random_checkpoint(path, num_classes: int = 8):
     """A bare state_dict of randomly initialised MSINet (seed 0) at ``path``; returns it.
 
     Unlike :func:`deterministic_state_dict`'s, these weights tell crops apart as trained
-    ones do, and keep activations clear of denormal floats, which slow the CPU down many times over.
+    ones do, and keep activations clear of denormal floats, which slow the CPU down many
+    times over.
     """
     import torchreid
 

@@ -165,7 +165,8 @@ def _fixbase_job(info, root, out):
                for snap in snapshots]
     weights = torch.cat([p.detach().flatten() for p in model.parameters()])
     (out / f'fixbase-{info.rank}.json').write_text(json.dumps(
-        {'changed': changed, 'replicas_equal': torch.equal(*distributed.all_gather(weights[None]))}))
+        {'changed': changed,
+         'replicas_equal': torch.equal(*distributed.all_gather(weights[None]))}))
 
 
 def test_fixbase_epochs_train_the_open_layers_then_all_under_two_processes(root, tmp_path):

@@ -27,7 +27,8 @@ def trained(tiny_market, tmp_path_factory):
     engine = torchreid.engine.ImageSoftmaxEngine(datamanager, model, optimizer,
                                                  scheduler=scheduler, use_gpu=False)
     engine.run(save_dir=str(log), max_epoch=1, print_freq=100)
-    return model.eval(), log / 'model' / 'model.pth.tar-1', root / 'market1501' / 'Market-1501-v15.09.15' / 'query'
+    query = root / 'market1501' / 'Market-1501-v15.09.15' / 'query'
+    return model.eval(), log / 'model' / 'model.pth.tar-1', query
 
 
 def test_engine_checkpoint_holds_numpy_metrics(trained):
