@@ -1,7 +1,6 @@
 """The synthetic MOT sequence: layout, determinism, reuse, bad arguments, scoring."""
 import configparser
 
-import numpy as np
 import pytest
 
 from msinet_reid.data.tracking import make_mot_sequence, read_mot, score_tracks
