@@ -256,6 +256,7 @@ def test_domain_adaptation_from_one_root_with_two_datasets(demo_root, tmp_path, 
     out = capsys.readouterr().out
     assert set(results) == {'source-only', 'adapted'}
     assert 'veri (target)' in out and 'source-only' in out and 'adapted' in out
+    assert '=> Loaded Market1501' in out and '=> Loaded VeRi' in out  # both datasets read
     assert list((tmp_path / 'source' / 'model').glob('model.pth.tar-1'))
     assert list((tmp_path / 'model').glob('model.pth.tar-1'))
 
