@@ -18,6 +18,7 @@ from .atomic import atomic_write
 from .deploy import InferenceModel
 from .extract import find_images, image_batches
 from .models import MSINet
+from .onnx_rewrites import int8_friendly, shapes_from_quantized
 from .weights import PathLike
 
 # Opset 17 (ONNX 1.12, 2022) runs on every maintained runtime: onnxruntime >= 1.12,
@@ -213,14 +214,6 @@ def split_calibration(
     return paths[:num_calibration], held_out
 
 
-def _int8_op_types() -> List[str]:
-    """Every operator onnxruntime quantizes, but AveragePool: its int8 kernel took 3.6x the
-    fp32 kernel's time, 8% of the whole int8 MSINet's (onnxruntime's profiler, one thread)."""
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-
-    return sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - {'AveragePool'})
-
-
 @torch.no_grad()
 def feature_cosine(model: torch.nn.Module, reference: torch.nn.Module,
                    batches: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -245,7 +238,9 @@ def quantize_onnx(
     features are compared with the fp32 features on held-out crops (``check``, or up to
     ``num_check`` crops of ``images`` kept out of calibration): below a mean cosine
     similarity of ``min_cosine`` a :class:`QuantizationError` is raised and ``out_path`` is
-    left as it was. The file is written atomically.
+    left as it was. The file is written atomically. Before calibration the graph goes
+    through onnxruntime's pre-processing and :func:`~msinet_reid.onnx_rewrites.int8_friendly`
+    (exact rewrites into operators that run faster in int8).
 
     Example::
 
@@ -254,6 +249,7 @@ def quantize_onnx(
         msinet.int8.onnx: int8, minmax calibration on 256 images; cosine similarity ...
     """
     require_onnxruntime()
+    import onnx
     from onnxruntime import quantization
 
     if method not in CALIBRATION_METHODS:
@@ -280,13 +276,18 @@ def quantize_onnx(
             # fp32 between Dequantize and Quantize nodes (slower than the fp32 model).
             prepared = Path(folder) / 'prepared.onnx'
             quantization.quant_pre_process(str(fp32_path), str(prepared))
+            graph = onnx.load(str(prepared))
+            int8_friendly(graph)
+            onnx.save(graph, str(prepared))
             quantization.quantize_static(
                 str(prepared), str(tmp), _CalibrationBatches(batches),
                 quant_format=quantization.QuantFormat.QDQ, per_channel=True,
                 activation_type=quantization.QuantType.QUInt8,
                 weight_type=quantization.QuantType.QInt8, calibrate_method=calibrate_method,
-                op_types_to_quantize=_int8_op_types(),
             )
+        graph = onnx.load(str(tmp))
+        shapes_from_quantized(graph)
+        onnx.save(graph, str(tmp))
         similarity = feature_cosine(
             OnnxModel(tmp), fp32, image_batches(held_out, fp32.image_size, batch_size, 0))
         if not similarity.mean() >= min_cosine:

@@ -2,6 +2,7 @@
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import numpy_helper
 from PIL import Image
 
@@ -10,6 +11,7 @@ from msinet_reid.deploy import load_trained
 from msinet_reid.export import (MIN_COSINE, OnnxModel, QuantizationError, export_onnx,
                                 feature_cosine, quantize_onnx)
 from msinet_reid.extract import find_images, image_batches
+from msinet_reid.onnx_rewrites import int8_friendly
 
 from helpers import random_checkpoint
 
@@ -57,10 +59,32 @@ def test_export_int8_end_to_end(checkpoint, market, tmp_path, capsys):
         weight, scale = (initializers[name] for name in dequantize.input[:2])
         assert weight.dtype == np.int8 and scale.shape == (weight.shape[0],)
     assert any(node.op_type == 'QuantizeLinear' for node in graph.node)  # activations too
+    # The int8 rewrites: no AveragePool left for onnxruntime's slow QLinearAveragePool, the
+    # channel gates' means pool in int8, and no feature map is dequantized for its shape.
+    assert not [node for node in graph.node if node.op_type == 'AveragePool']
+    pools = [node for node in graph.node if node.op_type == 'GlobalAveragePool']
+    assert len(pools) == 13 and all(producers[node.input[0]].op_type == 'DequantizeLinear'
+                                    for node in pools)
+    assert all(producers[node.input[0]].op_type != 'DequantizeLinear'
+               for node in graph.node if node.op_type == 'Shape')
     # Same interface as fp32, close features on images it never saw.
     images = image_batches(find_images(market[1] / 'query'), (HEIGHT, WIDTH), 16, workers=0)
     similarity = feature_cosine(OnnxModel(int8), OnnxModel(out), images)
     assert similarity.mean() >= MIN_COSINE
+
+
+def test_int8_rewrites_keep_the_fp32_features(fp32_onnx, tmp_path):
+    model = onnx.load(str(fp32_onnx))
+    # MSINet's 12 channel-gate means and its 2 stage-transition pools.
+    assert int8_friendly(model) == 14
+    ops = [node.op_type for node in model.graph.node]
+    assert 'AveragePool' not in ops and ops.count('ReduceMean') == 2  # the part head's
+    onnx.checker.check_model(model)
+    rewritten = tmp_path / 'rewritten.onnx'
+    onnx.save(model, str(rewritten))
+    images = torch.randn(3, 3, HEIGHT, WIDTH)
+    torch.testing.assert_close(OnnxModel(rewritten)(images), OnnxModel(fp32_onnx)(images),
+                               rtol=0, atol=1e-5)
 
 
 def test_guard_refuses_a_broken_calibration(fp32_onnx, market, tmp_path):
