@@ -26,7 +26,8 @@ import torch
 
 from msinet_reid.deploy import load_trained
 from msinet_reid.evaluation import evaluate, query_gallery
-from msinet_reid.export import CALIBRATION_METHODS, OnnxModel, export_onnx, quantize_onnx
+from msinet_reid.export import (CALIBRATION_METHODS, OnnxModel, QuantizationError, export_onnx,
+                                quantize_onnx)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -64,9 +65,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 label = f'int8 {method}, {count} crops'
                 print(f'quantizing: {label}', file=sys.stderr)
                 start = time.perf_counter()
-                # min_cosine=-1: every calibration is measured, the guard refuses none
-                report = quantize_onnx(fp32, Path(folder) / 'int8.onnx', args.calib,
-                                       method=method, num_calibration=count, min_cosine=-1)
+                try:
+                    # min_cosine=-1: every calibration is measured, the guard refuses none
+                    report = quantize_onnx(fp32, Path(folder) / 'int8.onnx', args.calib,
+                                           method=method, num_calibration=count, min_cosine=-1)
+                except QuantizationError as error:  # a calibration that cannot run
+                    rows[label] = {'error': str(error)}
+                    continue
                 seconds = time.perf_counter() - start
                 int8 = OnnxModel(report.path, args.threads)
                 rows[label] = {**evaluate(int8, datamanager)[args.dataset],
@@ -84,6 +89,9 @@ def print_table(rows: dict) -> None:
     print(f'{"model":<28}{"Rank-1":>8}{"mAP":>8}{"dmAP":>8}{"cos mean":>10}{"cos min":>9}'
           f'{"calib s":>9}')
     for label, row in rows.items():
+        if 'error' in row:
+            print(f'{label:<28}failed: {row["error"]}')
+            continue
         cosine = (f'{row["mean_cosine"]:>10.4f}{row["min_cosine"]:>9.4f}'
                   f'{row["calibration_s"]:>9.1f}' if 'mean_cosine' in row else '')
         print(f'{label:<28}{row["rank1"]:>8.1%}{row["mAP"]:>8.1%}'

@@ -147,7 +147,8 @@ MIN_COSINE = 0.99
 
 
 class QuantizationError(RuntimeError):
-    """The int8 model's features are too far from the fp32 model's; nothing was written."""
+    """Calibration failed, or the int8 model's features are too far from the fp32 model's;
+    nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,48 @@ def split_calibration(
     return paths[:num_calibration], held_out
 
 
+def _quantize_static(fp32_path: Path, out_path: Path, batches: Iterable[torch.Tensor],
+                     method: str) -> None:
+    """onnxruntime's QDQ quantization of the graph at ``fp32_path``, calibrated on
+    ``batches``, written to ``out_path`` after the int8 rewrites."""
+    import onnx
+    from onnxruntime import quantization
+
+    methods = {'minmax': quantization.CalibrationMethod.MinMax,
+               'percentile': quantization.CalibrationMethod.Percentile,
+               'entropy': quantization.CalibrationMethod.Entropy}
+    with tempfile.TemporaryDirectory() as folder:
+        # onnxruntime's graph optimisations first: they drop the Identity nodes left by the
+        # folded BatchNorms, behind which half of MSINet's convolutions would stay fp32
+        # between Dequantize and Quantize nodes (slower than the fp32 model).
+        prepared = Path(folder) / 'prepared.onnx'
+        quantization.quant_pre_process(str(fp32_path), str(prepared))
+        graph = onnx.load(str(prepared))
+        int8_friendly(graph)
+        onnx.save(graph, str(prepared))
+        try:
+            quantization.quantize_static(
+                str(prepared), str(out_path), _CalibrationBatches(batches),
+                quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+                activation_type=quantization.QuantType.QUInt8,
+                weight_type=quantization.QuantType.QInt8,
+                calibrate_method=methods[method],
+            )
+        except ValueError as error:
+            if 'Too many bins for data range' not in str(error):
+                raise
+            # percentile calibration histograms each activation over its own range
+            raise QuantizationError(
+                f'{method} calibration failed: an activation takes all but the same value on '
+                f'every calibration crop, and onnxruntime cannot spread its histogram over so '
+                f'narrow a range (numpy: {error}). An untrained model\'s attention is that '
+                f'uniform. Nothing was written; use minmax or entropy calibration.'
+            ) from error
+    graph = onnx.load(str(out_path))
+    shapes_from_quantized(graph)
+    onnx.save(graph, str(out_path))
+
+
 @torch.no_grad()
 def feature_cosine(model: torch.nn.Module, reference: torch.nn.Module,
                    batches: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -249,9 +292,6 @@ def quantize_onnx(
         msinet.int8.onnx: int8, minmax calibration on 256 images; cosine similarity ...
     """
     require_onnxruntime()
-    import onnx
-    from onnxruntime import quantization
-
     if method not in CALIBRATION_METHODS:
         raise ValueError(f'unknown calibration method {method!r}; choose one of '
                          f'{", ".join(CALIBRATION_METHODS)}')
@@ -261,33 +301,13 @@ def quantize_onnx(
                          f'choose another output path')
     fp32 = OnnxModel(fp32_path)
     calibration, held_out = split_calibration(images, check, num_calibration, num_check, seed)
-    calibrate_method = {'minmax': quantization.CalibrationMethod.MinMax,
-                        'percentile': quantization.CalibrationMethod.Percentile,
-                        'entropy': quantization.CalibrationMethod.Entropy}[method]
     similarity = torch.empty(0)
 
     def quantize_and_check(tmp: Path) -> None:
         nonlocal similarity
         batches = tqdm(image_batches(calibration, fp32.image_size, batch_size, workers=0),
                        desc='Calibrating', unit='batch')
-        with tempfile.TemporaryDirectory() as folder:
-            # onnxruntime's graph optimisations first: they drop the Identity nodes left by
-            # the folded BatchNorms, behind which half of MSINet's convolutions would stay
-            # fp32 between Dequantize and Quantize nodes (slower than the fp32 model).
-            prepared = Path(folder) / 'prepared.onnx'
-            quantization.quant_pre_process(str(fp32_path), str(prepared))
-            graph = onnx.load(str(prepared))
-            int8_friendly(graph)
-            onnx.save(graph, str(prepared))
-            quantization.quantize_static(
-                str(prepared), str(tmp), _CalibrationBatches(batches),
-                quant_format=quantization.QuantFormat.QDQ, per_channel=True,
-                activation_type=quantization.QuantType.QUInt8,
-                weight_type=quantization.QuantType.QInt8, calibrate_method=calibrate_method,
-            )
-        graph = onnx.load(str(tmp))
-        shapes_from_quantized(graph)
-        onnx.save(graph, str(tmp))
+        _quantize_static(fp32_path, tmp, batches, method)
         similarity = feature_cosine(
             OnnxModel(tmp), fp32, image_batches(held_out, fp32.image_size, batch_size, 0))
         if not similarity.mean() >= min_cosine:
