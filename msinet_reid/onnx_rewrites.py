@@ -43,6 +43,7 @@ def _is_tiling_average(node, shape: Optional[List[Optional[int]]]) -> bool:
             and shape[1] is not None and kernel is not None and len(kernel) == 2
             and list(_attribute(node, 'strides', [1, 1])) == list(kernel)
             and not any(_attribute(node, 'pads', [0] * 4))
+            and set(_attribute(node, 'dilations', [1])) == {1}
             and _attribute(node, 'auto_pad', b'NOTSET') in (b'NOTSET', 'NOTSET')
             and not _attribute(node, 'ceil_mode', 0))
 
