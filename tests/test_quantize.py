@@ -11,7 +11,7 @@ from PIL import Image
 from msinet_reid.cli import main
 from msinet_reid.deploy import load_trained
 from msinet_reid.export import (MIN_COSINE, OnnxModel, QuantizationError, export_onnx,
-                                feature_cosine, quantize_onnx)
+                                feature_cosine, onnx_session, quantize_onnx)
 from msinet_reid.extract import find_images, image_batches
 from msinet_reid.onnx_rewrites import int8_friendly
 
@@ -160,3 +160,32 @@ def test_percentile_calibration_failure_is_explained(fp32_onnx, market, tmp_path
         quantize_onnx(fp32_onnx, out, market[1] / 'bounding_box_train', method='percentile',
                       num_calibration=4)
     assert not out.exists()
+
+
+@pytest.mark.parametrize('op, attributes, rewritten', [
+    ('AveragePool', {'kernel_shape': [2, 2], 'strides': [2, 2]}, True),
+    ('AveragePool', {'kernel_shape': [3, 3], 'strides': [3, 3]}, True),
+    ('AveragePool', {'kernel_shape': [3, 3], 'strides': [1, 1], 'pads': [1, 1, 1, 1]}, False),
+    ('AveragePool', {'kernel_shape': [2, 2], 'strides': [2, 2], 'pads': [1, 1, 1, 1]}, False),
+    ('AveragePool', {'kernel_shape': [2, 2], 'strides': [2, 2], 'ceil_mode': 1}, False),
+    ('ReduceMean', {'axes': [-1, -2]}, True),
+    ('ReduceMean', {'axes': [2, 3], 'keepdims': 0}, False),
+    ('ReduceMean', {'axes': [1, 2, 3]}, False),
+])
+def test_int8_rewrites_only_exact_equivalents(op, attributes, rewritten, tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node(op, ['x'], ['y'], name='op', **attributes)], 'g',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['batch', 5, 7, 9])],
+        [helper.make_tensor_value_info('y', TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
+    original = tmp_path / 'original.onnx'
+    onnx.save(model, str(original))
+    assert int8_friendly(model) == int(rewritten)
+    assert (model.graph.node[0].op_type == op) != rewritten
+    changed = tmp_path / 'rewritten.onnx'
+    onnx.save(model, str(changed))
+    images = np.random.default_rng(0).standard_normal((2, 5, 7, 9)).astype(np.float32)
+    outputs = [onnx_session(path).run(None, {'x': images})[0] for path in (original, changed)]
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=0, atol=1e-6)
