@@ -13,6 +13,10 @@ Usage (the demo's data and checkpoint, after ``msinet-reid demo``)::
     python benchmarks/quantization.py --weights $DEMO/log/model/model.pth.tar-12 \\
         --root $DEMO --height 128 --width 64 --num-calibration 16 256 --threads 2 \\
         --calib $DEMO/market1501/Market-1501-v15.09.15/bounding_box_train
+
+Any torchreid dataset works the same way, e.g. VeRi-776 (``import msinet_reid`` registers
+it): ``--root reid-data --dataset veri --height 256 --width 256 --calib
+reid-data/veri/image_train``.
 """
 import argparse
 import json
