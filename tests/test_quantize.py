@@ -13,7 +13,7 @@ from msinet_reid.deploy import load_trained
 from msinet_reid.export import (MIN_COSINE, OnnxModel, QuantizationError, export_onnx,
                                 feature_cosine, onnx_session, quantize_onnx)
 from msinet_reid.extract import find_images, image_batches
-from msinet_reid.onnx_rewrites import int8_friendly
+from msinet_reid.onnx_rewrites import int8_friendly, shapes_from_quantized
 
 from helpers import load_script, random_checkpoint
 
@@ -189,3 +189,24 @@ def test_int8_rewrites_only_exact_equivalents(op, attributes, rewritten, tmp_pat
     images = np.random.default_rng(0).standard_normal((2, 5, 7, 9)).astype(np.float32)
     outputs = [onnx_session(path).run(None, {'x': images})[0] for path in (original, changed)]
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=0, atol=1e-6)
+
+
+def test_shapes_read_the_quantized_tensor(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    scale = numpy_helper.from_array(np.array(0.1, np.float32), 'scale')
+    zero = numpy_helper.from_array(np.array(128, np.uint8), 'zero')
+    graph = helper.make_graph(
+        [helper.make_node('QuantizeLinear', ['x', 'scale', 'zero'], ['q']),
+         helper.make_node('DequantizeLinear', ['q', 'scale', 'zero'], ['dq']),
+         helper.make_node('Shape', ['dq'], ['shape'])], 'g',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['batch', 5, 7, 9])],
+        [helper.make_tensor_value_info('shape', TensorProto.INT64, [4])], [scale, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
+    assert shapes_from_quantized(model) == 1
+    # The Dequantize node that only the Shape read is gone.
+    assert [node.op_type for node in model.graph.node] == ['QuantizeLinear', 'Shape']
+    path = tmp_path / 'shape.onnx'
+    onnx.save(model, str(path))
+    images = np.zeros((2, 5, 7, 9), np.float32)
+    assert onnx_session(path).run(None, {'x': images})[0].tolist() == [2, 5, 7, 9]
