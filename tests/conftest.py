@@ -1,4 +1,5 @@
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from helpers import deterministic_state_dict
 DATA = Path(__file__).parent / 'data'
 # The synthetic Market-1501 most tests train on: small enough for seconds per epoch.
 TINY_MARKET = dict(num_train_ids=8, num_test_ids=4, height=64, width=32)
+# The seed of every test; tools/numerics_spread.py runs the numerics tests with others.
+SEED = int(os.environ.get('MSINET_TEST_SEED', '0'))
 
 
 @pytest.fixture(scope='session')
@@ -77,9 +80,16 @@ def imagenet_checkpoint(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture(scope='session')
+def seed() -> int:
+    """The seed a learning test draws its data and weights from (``MSINET_TEST_SEED``, 0
+    by default): a learned outcome must hold whichever it is."""
+    return SEED
+
+
 @pytest.fixture(autouse=True)
 def _seed():
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
 
 
 def pytest_report_header(config):

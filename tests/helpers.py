@@ -1,5 +1,6 @@
 """Helpers shared by the tests."""
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -79,6 +80,33 @@ class FrozenBatchNorm:
         for module in self.model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
+
+
+@contextmanager
+def float64(*datamanagers):
+    """Models, buffers and losses built in the block are float64, and the images of the
+    data managers' loaders are too (torchreid's transforms make float32).
+
+    For comparing computations that differ only in the order of their float sums (one
+    process and two, blocks and rows): their float64 rounding (near 1e-16) stays far below
+    any tolerance that still catches a wrong result, on every CPU, where float32 rounding
+    grows through a few training steps to 1e-4 and beyond.
+    """
+    from torchvision.transforms import ConvertImageDtype
+
+    to_float64 = ConvertImageDtype(torch.float64)
+    composes = [compose for manager in datamanagers
+                for compose in (manager.transform_tr, manager.transform_te)]
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    for compose in composes:
+        compose.transforms.append(to_float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(default)
+        for compose in composes:
+            compose.transforms.remove(to_float64)
 
 
 def _distributed_worker(rank, world_size, store, check, args):

@@ -25,6 +25,7 @@ HEIGHT, WIDTH = 64, 32
 INSTALL = 'pip install "msinet-reid[boxmot]"'
 
 
+@pytest.mark.slow
 def test_import_msinet_reid_does_not_need_boxmot():
     code = 'import sys, msinet_reid, msinet_reid.integrations; print("boxmot" in sys.modules)'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
@@ -116,6 +117,7 @@ def street_persons(folder):
     return boxmot_inputs(rgb, np.stack([x, y, x + w, y + h], axis=1).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_features_equal_the_inference_model_on_every_backend(weights, checkpoint):
     frame, detections, bgr, boxes = frame_and_detections()
     runtime_installed('onnx')
@@ -135,6 +137,7 @@ def test_features_equal_the_inference_model_on_every_backend(weights, checkpoint
         torch.testing.assert_close(features, expected, atol=1e-4, rtol=0, msg=backend)
 
 
+@pytest.mark.slow
 def test_boxmot_cli_exports_msinet(checkpoint, tmp_path):
     """boxmot's own export command, through the launcher that registers MSINet (at
     boxmot's default crop size: its TorchScript export keeps no other)."""
@@ -189,18 +192,20 @@ def int8_export(tiny_market, tmp_path_factory):
     return folder / 'msinet.onnx', folder / 'msinet.int8.onnx'
 
 
-def assert_ranks_like(features: torch.Tensor, reference: torch.Tensor) -> None:
+def assert_ranks_like(features: torch.Tensor, reference: torch.Tensor, record_property) -> None:
     """Each crop's features are within MIN_COSINE of its reference features, and nearer to
     them than to any other crop's: int8 tells the crops apart as fp32 does."""
     similarity = (torch.nn.functional.normalize(features, dim=1)
                   @ torch.nn.functional.normalize(reference, dim=1).T)
-    print(f'\ncosine to its own fp32 crop, min {similarity.diagonal().min():.4f}; to the '
-          f'nearest other, max {(similarity - 2 * torch.eye(len(similarity))).max():.4f}')
+    record_property('min cosine to its own fp32 crop', similarity.diagonal().min().item())
+    record_property('max cosine to another crop',
+                    (similarity - 2 * torch.eye(len(similarity))).max().item())
     assert similarity.diagonal().min() >= MIN_COSINE
     assert (similarity.argmax(dim=1) == torch.arange(len(similarity))).all()
 
 
-def test_int8_onnx_runs_in_boxmot(int8_export, tmp_path):
+@pytest.mark.numerics
+def test_int8_onnx_runs_in_boxmot(int8_export, tmp_path, record_property):
     fp32_path, int8_path = int8_export
     runtime_installed('onnx')
     frame, detections, _, boxes = street_persons(tmp_path)
@@ -209,17 +214,18 @@ def test_int8_onnx_runs_in_boxmot(int8_export, tmp_path):
     assert encoder.spec.backend == 'onnx' and encoder.embedding_dim == 768
     (int8,) = encoder.encode([frame], [detections])
     (fp32,) = msinet_boxmot.reid_encoder(fp32_path).encode([frame], [detections])
-    assert_ranks_like(int8, fp32)
+    assert_ranks_like(int8, fp32, record_property)
 
 
-def test_int8_onnx_runs_in_openvino_in_int8(int8_export, tmp_path):
+@pytest.mark.numerics
+def test_int8_onnx_runs_in_openvino_in_int8(int8_export, tmp_path, record_property):
     openvino = pytest.importorskip('openvino', reason=f'OpenVINO comes with {INSTALL}')
     fp32_path, int8_path = int8_export
     _, _, bgr, boxes = street_persons(tmp_path)
     crops = ReID(weights=fp32_path).model.get_crops(boxes, bgr)  # boxmot's preprocessing
     compiled = openvino.Core().compile_model(str(int8_path), 'CPU')
     int8 = torch.from_numpy(compiled(crops.numpy())[0])
-    assert_ranks_like(int8, OnnxModel(fp32_path)(crops))
+    assert_ranks_like(int8, OnnxModel(fp32_path)(crops), record_property)
     convolutions = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()
                     if op.get_rt_info()['layerType'].astype(str) == 'Convolution']
     assert convolutions
@@ -238,6 +244,7 @@ runpy.run_module('msinet_reid.integrations.boxmot', run_name='__main__', alter_s
 """
 
 
+@pytest.mark.slow
 def test_boxmot_track_command_tracks_with_msinet(tmp_path):
     """``boxmot track`` through the launcher, offline: a local detector snapshot, MSINet
     weights from prepare_weights, the synthetic sequence; MSINet embeds every frame's boxes.
@@ -262,7 +269,7 @@ def test_boxmot_track_command_tracks_with_msinet(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def trained_weights(tmp_path_factory):
+def trained_weights(tmp_path_factory, seed):
     """MSINet trained for a few seconds with the package's recipe on synthetic persons
     (other identities than the tracking sequence's), as boxmot weights."""
     from msinet_reid.data import make_market1501
@@ -270,15 +277,16 @@ def trained_weights(tmp_path_factory):
 
     root = tmp_path_factory.mktemp('persons')
     make_market1501(root, num_train_ids=TRAIN_IDS, num_test_ids=4, height=HEIGHT, width=WIDTH,
-                    progress=False)
+                    seed=seed, progress=False)
     datamanager = torchreid.data.ImageDataManager(
         root=str(root), sources='market1501', height=HEIGHT, width=WIDTH,
         transforms=['random_flip'], batch_size_train=32, num_instances=4,
         train_sampler='RandomIdentitySampler', workers=0, use_gpu=False)
+    torch.manual_seed(seed)
     model = torchreid.models.build_model('msinet', datamanager.num_train_pids, loss='triplet',
                                          pretrained=False)
     optimizer = torchreid.optim.build_optimizer(model, optim='adam', lr=0.003)
-    ImageMSINetEngine(datamanager, model, optimizer, use_gpu=False, seed=0).run(
+    ImageMSINetEngine(datamanager, model, optimizer, use_gpu=False, seed=seed).run(
         save_dir=str(root / 'log'), max_epoch=TRAIN_EPOCHS, print_freq=10 ** 6)
     checkpoint = root / 'log' / 'model' / f'model.pth.tar-{TRAIN_EPOCHS}'
     return msinet_boxmot.prepare_weights('msinet', checkpoint, root / 'msinet_persons.pt',
@@ -288,7 +296,10 @@ def trained_weights(tmp_path_factory):
 TRAIN_IDS, TRAIN_EPOCHS = 32, 1
 
 
-def test_msinet_appearance_cuts_identity_switches_of_a_real_tracker(trained_weights, tmp_path):
+@pytest.mark.numerics
+@pytest.mark.slow
+def test_msinet_appearance_cuts_identity_switches_of_a_real_tracker(trained_weights, tmp_path,
+                                                                    record_property):
     """BotSort on the synthetic street, where persons of a lane meet and turn back: with
     MSINet appearance it keeps identities that motion and IoU alone swap."""
     pytest.importorskip('motmetrics', reason='scoring needs motmetrics (extras boxmot, test)')
@@ -298,5 +309,8 @@ def test_msinet_appearance_cuts_identity_switches_of_a_real_tracker(trained_weig
     with_msinet = example.main([*common, '--weights', str(trained_weights),
                                 '--out', str(tmp_path / 'msinet.txt')])
     print(f'\nIoU only: {without}\nMSINet:   {with_msinet}')
+    for label, scores in (('IoU only', without), ('MSINet', with_msinet)):
+        for name in ('num_switches', 'idf1'):
+            record_property(f'{label} {name}', scores[name])
     assert with_msinet['num_switches'] < without['num_switches']
     assert with_msinet['idf1'] > without['idf1']

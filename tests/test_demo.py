@@ -13,7 +13,10 @@ TINY = dict(epochs=4, lr=0.01, batch_size=16, num_instances=4, height=64, width=
             num_train_ids=16, num_test_ids=16, workers=0, print_freq=1)
 
 
-def test_tiny_demo_trains_and_evaluates_through_torchreid(tmp_path, capsys, monkeypatch):
+@pytest.mark.numerics
+@pytest.mark.slow
+def test_tiny_demo_trains_and_evaluates_through_torchreid(tmp_path, capsys, monkeypatch, seed,
+                                                          record_property):
     built = []
     build_model = demo.models.build_model
 
@@ -23,11 +26,12 @@ def test_tiny_demo_trains_and_evaluates_through_torchreid(tmp_path, capsys, monk
         return model
 
     monkeypatch.setattr(demo.models, 'build_model', recording_build_model)
-    results = run_demo(DemoConfig(root=tmp_path, **TINY))
+    results = run_demo(DemoConfig(root=tmp_path, seed=seed, **TINY))
     out = capsys.readouterr().out
     assert set(results) == {'untrained', 'trained'}
-    for scores in results.values():
+    for state, scores in results.items():
         assert set(scores) == {'rank1', 'mAP'}
+        record_property(f'{state} mAP', scores['mAP'])
     # Even this tiny run learns: the trained model ranks the test identities better.
     assert results['trained']['mAP'] > results['untrained']['mAP'] + 0.05
     # Progress and the comparison table are shown.
@@ -52,6 +56,7 @@ def test_cli_passes_every_option_to_the_demo(monkeypatch, tmp_path):
     assert config == DemoConfig(root=tmp_path, epochs=3, lr=0.01, model='msinet_vr')
 
 
+@pytest.mark.slow
 def test_cli_help_and_bad_command():
     result = subprocess.run([sys.executable, '-m', 'msinet_reid', 'demo', '--help'],
                             capture_output=True, text=True, timeout=120)

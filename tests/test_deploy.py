@@ -23,6 +23,7 @@ def assert_same_features(ours, expected, tolerance=1e-4):
                                atol=tolerance * expected.abs().max().item())
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('name', ['msinet', 'msinet_sam', 'msinet_s'])
 @pytest.mark.parametrize('channels_last', [True, False])
 def test_features_equal_eval_model(name, channels_last):

@@ -112,6 +112,7 @@ def _check_gather(info, tmp_path):
         assert marker.read_text() == 'done'
 
 
+@pytest.mark.slow
 def test_two_processes_gather_and_wait_for_rank_0(tmp_path):
     run_distributed(_check_gather, tmp_path)
 
@@ -127,6 +128,7 @@ def _check_dead_peer_fails(info, tmp_path):
     (tmp_path / 'rank-0-raised').write_text(f'{time.monotonic() - started:.1f}')
 
 
+@pytest.mark.slow
 def test_a_dead_process_makes_the_others_fail_instead_of_hanging(tmp_path):
     run_distributed(_check_dead_peer_fails, tmp_path)
     assert float((tmp_path / 'rank-0-raised').read_text()) < 60

@@ -33,11 +33,13 @@ def total(summary, weight_sa=2.0):
     return summary['loss_t'] + summary['loss_x'] + weight_sa * summary.get('loss_sa', 0)
 
 
-def test_loss_decreases_on_a_fixed_batch():
+@pytest.mark.numerics
+def test_loss_decreases_on_a_fixed_batch(record_property):
     model = build().train()
     trainer = make_engine(model)
     data = batch()
     losses = [total(trainer.forward_backward(data)) for _ in range(6)]
+    record_property('last / first loss', losses[-1] / losses[0])
     assert losses[-1] < 0.7 * losses[0], losses
 
 

@@ -58,6 +58,7 @@ def test_readme_experiments_exist():
     assert named and named <= set(train_msinet.EXPERIMENTS)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_then_resume_in_one(root, tmp_path):
     """The training example under torchrun (gloo on the CPU); its checkpoint resumes in a
     single process."""

@@ -31,6 +31,7 @@ def assert_same_features(ours, expected, tolerance=1e-4):
                                atol=tolerance * expected.abs().max().item())
 
 
+@pytest.mark.numerics
 def test_export_matches_pytorch_at_any_batch_size(checkpoint, tmp_path):
     model = load_trained('msinet', checkpoint)
     path = export_onnx(model, tmp_path / 'msinet.onnx', HEIGHT, WIDTH)

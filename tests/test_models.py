@@ -140,15 +140,19 @@ def test_outputs_equal_reference_implementation(genotype, reference_outputs):
         _assert_close_to_reference(ours, reference_outputs[f'{genotype}/train/{key}'])
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('genotype', sorted(GENOTYPES))
-def test_float32_eval_features_equal_reference(genotype, reference_outputs):
+def test_float32_eval_features_equal_reference(genotype, reference_outputs, record_property):
     """float32 eval features within 1e-5 of the reference (train-mode BN over 4 tiny maps is
     too ill-conditioned for float32 to match float64 at that precision, also in the
     reference code itself)."""
     model = _reference_model(genotype, torch.float32).eval()
     with torch.no_grad():
         features = model(deterministic_images(4, 64, 32).float())
-    _assert_close_to_reference(features, reference_outputs[f'{genotype}/eval'])
+    expected = reference_outputs[f'{genotype}/eval']
+    record_property('max error / max feature',
+                    ((features.double() - expected).abs().max() / expected.abs().max()).item())
+    _assert_close_to_reference(features, expected)
 
 
 @pytest.mark.parametrize('height, width', [(256, 128), (256, 256), (96, 48)])

@@ -12,6 +12,11 @@ from ..models.msinet import CLASSIFIER_HEADS, TRAINING_HEADS
 from .base import DistributedEngine
 
 
+def _full_precision(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32 if autocast made it half precision; float64 stays float64."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
 @contextmanager
 def _capture_output(module: nn.Module) -> Iterator[List[Tensor]]:
     """Collect what ``module`` returns during the ``with`` block."""
@@ -128,12 +133,12 @@ class ImageMSINetEngine(DistributedEngine):
         loss = 0
         summary = {}
         if self.weight_t > 0:
-            loss_t = sum(self.criterion_t(distributed.all_gather_with_grad(f.float()), all_pids)
+            loss_t = sum(self.criterion_t(distributed.all_gather_with_grad(_full_precision(f)), all_pids)
                          for f in features)
             loss = loss + self.weight_t * world_size * loss_t
             summary['loss_t'] = loss_t.item()
         if self.weight_x > 0:
-            loss_x = sum(self.criterion_x(y.float(), pids) for y in logits)
+            loss_x = sum(self.criterion_x(_full_precision(y), pids) for y in logits)
             loss = loss + self.weight_x * loss_x
             summary['loss_x'] = loss_x.item()
             summary['acc'] = metrics.accuracy(logits[0], pids)[0].item()
@@ -141,7 +146,7 @@ class ImageMSINetEngine(DistributedEngine):
             if len(maps) != 1:  # DataParallel runs the stage once per device
                 raise RuntimeError('the SAM loss needs the whole batch from one forward '
                                    'pass: train on one device, without DataParallel')
-            final = maps[0].float()
+            final = _full_precision(maps[0])
             activation = None if self.align_module is None else (
                 distributed.all_gather_with_grad(self.align_module(final)))
             loss_sa = self.criterion_sa(distributed.all_gather_with_grad(final), activation,

@@ -193,7 +193,7 @@ def _reciprocal_encoding(features: Tensor, rank: Tensor, k1: int) -> Entries:
         cols.append(keys % n)
     rows, cols = torch.cat(rows), torch.cat(cols)
     weights = torch.exp(-_pair_distance(features, rows, cols))
-    totals = torch.zeros(n, device=weights.device).index_add_(0, rows, weights)
+    totals = weights.new_zeros(n).index_add_(0, rows, weights)
     return rows, cols, weights / totals[rows]
 
 
@@ -219,7 +219,7 @@ def _query_expansion(encoding: Entries, nearest: Tensor, n: int) -> Entries:
         owners = torch.arange(block.start, block.stop, device=rows.device)
         owners = owners.repeat_interleave(count).repeat_interleave(lengths)
         keys, slots = (owners * n + cols[taken]).unique(return_inverse=True)
-        summed = torch.zeros(len(keys), device=values.device).index_add_(0, slots, values[taken])
+        summed = values.new_zeros(len(keys)).index_add_(0, slots, values[taken])
         out_rows.append(keys // n)
         out_cols.append(keys % n)
         out_values.append(summed / count)
@@ -253,7 +253,7 @@ def _jaccard_graph(encoding: Entries, n: int, max_distance: float) -> sparse.csr
         own_rows, own_cols, own_values = rows[start:stop], cols[start:stop], values[start:stop]
         sizes = column_sizes[own_cols]
         met = _ragged_arange(column_pointers[own_cols], sizes)
-        overlap = torch.zeros((block.stop - block.start) * n, device=values.device)
+        overlap = values.new_zeros((block.stop - block.start) * n)
         overlap.index_add_(0, ((own_rows - block.start) * n).repeat_interleave(sizes)
                            + column_rows[met],
                            torch.minimum(own_values.repeat_interleave(sizes), column_values[met]))
