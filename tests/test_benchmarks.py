@@ -7,6 +7,7 @@ import torch
 
 from helpers import load_script
 
+
 @pytest.mark.slow
 def test_quick_benchmark(tmp_path, reference_facts, capsys):
     benchmark = load_script('benchmarks/inference.py')

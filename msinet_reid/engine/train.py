@@ -133,8 +133,8 @@ class ImageMSINetEngine(DistributedEngine):
         loss = 0
         summary = {}
         if self.weight_t > 0:
-            loss_t = sum(self.criterion_t(distributed.all_gather_with_grad(_full_precision(f)), all_pids)
-                         for f in features)
+            loss_t = sum(self.criterion_t(distributed.all_gather_with_grad(_full_precision(f)),
+                                          all_pids) for f in features)
             loss = loss + self.weight_t * world_size * loss_t
             summary['loss_t'] = loss_t.item()
         if self.weight_x > 0:
