@@ -38,13 +38,13 @@ import torch
 
 import msinet_reid  # noqa: F401  (registers MSINet, makes torchreid's modules importable)
 from msinet_reid import distributed
-from msinet_reid.data import make_market1501
+from msinet_reid.data import image_data_manager, make_market1501
 from msinet_reid.demo import default_root
 from msinet_reid.engine import ImageMSINetEngine
 from msinet_reid.evaluation import evaluate
 from msinet_reid.models import MSINetEncoder
 from msinet_reid.unsupervised import ClusterContrastEngine
-from torchreid import data, models, optim, utils
+from torchreid import models, optim, utils
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -148,7 +148,7 @@ def make_demo_data(args: argparse.Namespace, root: Path, domain: str, seed: int)
 
 
 def data_manager(args: argparse.Namespace, root: Path, dataset: str, use_gpu: bool):
-    return data.ImageDataManager(
+    return image_data_manager(
         root=str(root), sources=dataset, height=args.height, width=args.width,
         transforms=['random_flip', 'random_crop'], batch_size_train=args.batch_size,
         batch_size_test=128, num_instances=args.num_instances,

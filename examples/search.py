@@ -28,6 +28,7 @@ import torch
 
 import msinet_reid  # registers MSINet; torchreid's official module names work in both layouts
 from msinet_reid import distributed
+from msinet_reid.data import image_data_manager
 from msinet_reid.engine import ImageMSINetEngine
 from msinet_reid.optim import PAPER_EPOCHS
 from msinet_reid.recipes import build_optimizer, scaled_recipe
@@ -36,7 +37,7 @@ from msinet_reid.search import (
     load_genotype,
 )
 from msinet_reid.search.engine import GENOTYPE_FILE
-from torchreid import data, models, utils
+from torchreid import models, utils
 
 # Paper sec. 4.2: persons at 256x128, vehicles at 256x256.
 IMAGE_SIZES = {'msmt17': (256, 128), 'market1501': (256, 128), 'veri': (256, 256)}
@@ -112,7 +113,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
     args.device = distributed.setup_device(args.device)  # under torchrun: this process's GPU
     utils.set_random_seed(args.seed)
     with distributed.main_process_first():  # a dataset download happens once
-        datamanager = data.ImageDataManager(
+        datamanager = image_data_manager(
             root=args.root, sources=args.dataset, height=args.height, width=args.width,
             transforms=['random_flip', 'random_crop', 'random_erase'],
             batch_size_train=args.batch_size, batch_size_test=128,

@@ -28,9 +28,10 @@ import torch
 
 import msinet_reid  # registers MSINet; torchreid's official module names work in both layouts
 from msinet_reid import distributed
+from msinet_reid.data import image_data_manager
 from msinet_reid.engine import ImageMSINetEngine
 from msinet_reid.recipes import RECIPES, build_optimizer, get_recipe
-from torchreid import data, models, utils
+from torchreid import models, utils
 
 VEHICLE_DATASETS = ('veri', 'vehicleid')
 VEHICLE_SIZE = (256, 256)
@@ -120,7 +121,7 @@ def main(argv: Optional[List[str]] = None) -> ImageMSINetEngine:
 
     model_kwargs = {} if args.weights is None else {'pretrained_path': args.weights}
     with distributed.main_process_first():  # rank 0 downloads, the others then read
-        datamanager = data.ImageDataManager(
+        datamanager = image_data_manager(
             root=args.root, sources=experiment.source,
             targets=experiment.target or experiment.source, workers=args.workers,
             use_gpu=use_gpu, **recipe.datamanager_kwargs())

@@ -1,9 +1,9 @@
-"""Command line: ``msinet-reid <command>`` (also ``python -m msinet_reid <command>``)."""
+"""Command line: ``msinet-reid <command>`` (also ``python -m msinet_reid_cli <command>``)."""
 import argparse
 import dataclasses
 import functools
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -113,23 +113,58 @@ def _save_npy(array: np.ndarray, path: Path) -> None:
         np.save(file, array)
 
 
+def _readable(paths: List[Path], args: argparse.Namespace) -> Tuple[List[Path], list]:
+    """``paths`` less the images that do not decode, and those images: refused without
+    ``--skip-unreadable``, left out with it."""
+    from .data.images import UnreadableImagesError, check_images
+
+    unreadable = check_images(paths, workers=max(1, args.workers), progress=True)
+    if unreadable and not args.skip_unreadable:
+        raise UnreadableImagesError(
+            unreadable, len(paths),
+            'Re-download or restore them, remove them, or pass --skip-unreadable to go on '
+            'without them. Nothing was written.')
+    if len(unreadable) == len(paths):
+        raise ValueError(f'none of the {len(paths)} images can be read: '
+                         f'{unreadable[0].path}: {unreadable[0].reason}, ...')
+    skipped = {image.path for image in unreadable}
+    return [path for path in paths if str(path) not in skipped], unreadable
+
+
+def _write_lines(path: Path, lines: List[str]) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(''.join(f'{line}\n' for line in lines)))
+
+
 def _extract(args: argparse.Namespace) -> None:
     import torch
 
     from .deploy import InferenceModel, load_trained
     from .extract import extract_image_features, find_images
 
-    paths = find_images(args.images)
     model = InferenceModel(load_trained(args.model, args.weights))
+    paths, unreadable = _readable(find_images(args.images), args)
     features = extract_image_features(
         model, paths, (args.height, args.width), batch_size=args.batch_size,
         workers=args.workers, device=torch.device(args.device),
     )
+    listing, skipped = args.out.with_suffix('.txt'), args.out.with_suffix('.skipped.txt')
+    _write_lines(listing, [str(path) for path in paths])
+    if unreadable:
+        _write_lines(skipped, [f'{image.path}\t{image.reason}' for image in unreadable])
+    else:
+        skipped.unlink(missing_ok=True)  # an earlier run's list would no longer be true
     atomic_write(args.out, functools.partial(_save_npy, features))
-    listing = args.out.with_suffix('.txt')
-    listing.write_text(''.join(f'{path}\n' for path in paths))
     print(f'Wrote {features.shape[0]} x {features.shape[1]} features to {args.out}; '
           f'row i is the image on line i of {listing}')
+    if unreadable:
+        print(f'Skipped {len(unreadable)} unreadable images, listed with the reasons '
+              f'in {skipped}')
+
+
+def _add_skip_unreadable(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--skip-unreadable', action='store_true',
+                        help='leave out images that do not decode (listed) instead of '
+                             'stopping before any work')
 
 
 def _add_extract(commands) -> None:
@@ -143,11 +178,13 @@ def _add_extract(commands) -> None:
     parser.add_argument('--images', required=True, type=Path, help='folder of images')
     parser.add_argument('--out', required=True, type=Path, help='.npy file to write')
     _add_loading_options(parser, batch_size=64)
+    _add_skip_unreadable(parser)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     import torch
 
+    from .data.images import datamanager_images, drop_images
     from .deploy import load_trained
     from .evaluation import evaluate, query_gallery
 
@@ -165,9 +202,15 @@ def _evaluate(args: argparse.Namespace) -> None:
         model = load_trained(args.model, args.weights).to(device)
     datamanager = query_gallery(str(args.root), args.dataset, args.height, args.width,
                                 args.batch_size, args.workers, use_gpu=device.type == 'cuda')
-    for name, scores in evaluate(model, datamanager, device).items():
+    _, unreadable = _readable(
+        [Path(path) for path in datamanager_images(datamanager, train=False)], args)
+    drop_images(datamanager, [image.path for image in unreadable])
+    for name, scores in evaluate(model, datamanager, device, check=False).items():
         print(f'{name} ({args.weights.name}): Rank-1 {scores["rank1"]:.1%}, '
               f'mAP {scores["mAP"]:.1%}')
+    if unreadable:
+        print(f'Left out {len(unreadable)} unreadable test images:' + ''.join(
+            f'\n  {image.path}: {image.reason}' for image in unreadable))
 
 
 def _add_evaluate(commands) -> None:
@@ -185,6 +228,46 @@ def _add_evaluate(commands) -> None:
     parser.add_argument('--dataset', default='market1501',
                         help='torchreid dataset name (market1501, msmt17, veri, ...)')
     _add_loading_options(parser, batch_size=128)
+    _add_skip_unreadable(parser)
+
+
+def _check_data(args: argparse.Namespace) -> int:
+    from .data.images import check_images
+    from .data.layout import load_image_dataset
+
+    dataset = load_image_dataset(args.dataset, args.root)
+    splits = {'train': dataset.train, 'query': dataset.query, 'gallery': dataset.gallery}
+    print(f'{args.dataset} under {args.root}')
+    print(f'  {"split":<8}{"images":>9}{"identities":>12}{"cameras":>9}')
+    for split, items in splits.items():
+        print(f'  {split:<8}{len(items):>9,}{len({item[1] for item in items}):>12,}'
+              f'{len({item[2] for item in items}):>9,}')
+    paths = [item[0] for items in splits.values() for item in items]
+    unreadable = check_images(paths, workers=args.workers, progress=True)
+    for image in unreadable:
+        print(f'unreadable: {image.path}: {image.reason}')
+    if unreadable:
+        print(f'{len(unreadable)} of {len(paths)} images cannot be read: re-download or '
+              f'restore them, or remove them from the dataset folder.')
+        return 1
+    print(f'All {len(paths):,} images decode.')
+    return 0
+
+
+def _add_check_data(commands) -> None:
+    parser = commands.add_parser(
+        'check-data', help="check that every image of a torchreid dataset decodes",
+        description="Read a torchreid dataset's splits, print their sizes, decode every "
+                    'image and list those that fail; exits with 1 if any does. Training '
+                    "and evaluation check the same way before they start.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--root', required=True, type=Path,
+                        help="torchreid's data root (the folder holding the dataset)")
+    parser.add_argument('--dataset', required=True,
+                        help='torchreid dataset name (market1501, msmt17, veri, ...)')
+    parser.add_argument('--workers', type=int, default=None,
+                        help='decoding threads (default: the cores this process may use)')
+    parser.set_defaults(run=_check_data)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -194,10 +277,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     _add_export(commands)
     _add_extract(commands)
     _add_evaluate(commands)
+    _add_check_data(commands)
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        return args.run(args) or 0
     except (PretrainedWeightsError, QuantizationError, FileNotFoundError, ImportError,
             ValueError) as error:
         parser.exit(2, f'msinet-reid {args.command}: error: {error}\n')
-    return 0

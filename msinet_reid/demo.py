@@ -13,8 +13,8 @@ from typing import Dict, Optional
 
 import torch
 
-from ._torchreid import data, models, optim, utils
-from .data import make_market1501
+from ._torchreid import models, optim, utils
+from .data import image_data_manager, make_market1501
 from .engine import ImageMSINetEngine
 from .evaluation import evaluate
 
@@ -74,7 +74,7 @@ def run_demo(config: Optional[DemoConfig] = None) -> Dict[str, Dict[str, float]]
     print(f'[1/4] Synthetic Market-1501 dataset in {root}')
     make_market1501(root, num_train_ids=config.num_train_ids, num_test_ids=config.num_test_ids,
                     height=config.height, width=config.width, seed=config.seed)
-    datamanager = data.ImageDataManager(
+    datamanager = image_data_manager(
         root=str(root), sources='market1501', height=config.height, width=config.width,
         transforms=['random_flip', 'random_crop'], batch_size_train=config.batch_size,
         batch_size_test=128, num_instances=config.num_instances,

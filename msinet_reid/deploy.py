@@ -7,13 +7,14 @@ alignment module) are removed, and the convolutions run on channels-last tensors
 ``load_trained`` builds a model from a checkpoint for deployment.
 """
 import copy
-from typing import Iterator, Tuple
+from typing import Iterator, List, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ._torchreid import models
+from .models import list_models
 from .models.msinet import TRAINING_HEADS as TRAINING_ONLY, MSINet
 from .weights import PathLike, PretrainedWeightsError, load_state_dict_file
 
@@ -119,15 +120,23 @@ def load_trained(model_name: str, weights: PathLike) -> MSINet:
             f'{model_name!r} is not an MSINet model; choose one of msinet_reid.list_models()'
         )
     own = model.state_dict()
+    problems = _feature_mismatch(own, state)
+    if problems:
+        holders = [name for name in list_models() if name != model_name and not
+                   _feature_mismatch(models.build_model(name, 1, pretrained=False).state_dict(),
+                                     state)]
+        found = (f'it holds {" / ".join(holders)} weights: pass --model {holders[0]}'
+                 if holders else 'it matches no registered MSINet model; check the file')
+        raise PretrainedWeightsError(
+            f'{weights} does not hold {model_name} weights ({"; ".join(problems)}); {found}.')
+    model.load_state_dict({key: value for key, value in state.items() if key in own}, strict=False)
+    return model.eval()
+
+
+def _feature_mismatch(own: dict, state: dict) -> List[str]:
+    """How ``state`` fails to give every tensor of ``own`` that eval-mode features need."""
     needed = {key for key in own if key.split('.')[0] not in TRAINING_ONLY}
     missing = sorted(needed - set(state))
     wrong = sorted(key for key in needed & set(state) if state[key].shape != own[key].shape)
-    problems = [f'{len(keys)} tensors {what} (e.g. {", ".join(keys[:3])})'
-                for keys, what in ((missing, 'missing'), (wrong, 'of another shape')) if keys]
-    if problems:
-        raise PretrainedWeightsError(
-            f'{weights} does not hold {model_name} weights: {"; ".join(problems)}. '
-            f'Check the model name (--model) and the checkpoint.'
-        )
-    model.load_state_dict({key: value for key, value in state.items() if key in own}, strict=False)
-    return model.eval()
+    return [f'{len(keys)} tensors {what}, e.g. {", ".join(keys[:3])}'
+            for keys, what in ((missing, 'missing'), (wrong, 'of another shape')) if keys]

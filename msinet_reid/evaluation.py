@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ._torchreid import data, metrics
+from ._torchreid import metrics
+from .data.images import datamanager_images, require_readable
+from .data.layout import image_data_manager
 
 
 @torch.no_grad()
@@ -31,8 +33,11 @@ def extract_features(
 
 def evaluate(
     model: nn.Module, datamanager, device: torch.device = torch.device('cpu'),
+    check: bool = True,
 ) -> Dict[str, Dict[str, float]]:
-    """``{dataset: {'rank1': ..., 'mAP': ...}}`` over the data manager's test sets.
+    """``{dataset: {'rank1': ..., 'mAP': ...}}`` over the data manager's test sets, after
+    checking (unless ``check=False``) that each of their images decodes
+    (``UnreadableImagesError`` names those that do not).
 
     Euclidean distance between L2-normalised features and torchreid's ``evaluate_rank``:
     the figures torchreid's ``Engine.test`` prints with ``normalize_feature=True``, which
@@ -43,6 +48,8 @@ def evaluate(
         >>> results = evaluate(model, datamanager)
         >>> results['market1501']['mAP']
     """
+    if check:
+        require_readable(datamanager_images(datamanager, train=False))
     results = {}
     for name, loaders in datamanager.test_loader.items():
         qf, q_pids, q_camids = extract_features(model, loaders['query'], device)
@@ -64,7 +71,7 @@ def query_gallery(root: str, dataset: str, height: int, width: int, batch_size: 
 
         >>> evaluate(model, query_gallery('reid-data', 'market1501', 256, 128))
     """
-    return data.ImageDataManager(
+    return image_data_manager(
         root=root, sources=dataset, targets=dataset, height=height, width=width,
         batch_size_test=batch_size, workers=workers, use_gpu=use_gpu,
     )

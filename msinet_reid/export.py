@@ -127,7 +127,14 @@ class OnnxModel(torch.nn.Module):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f'no ONNX model at {self.path}')
-        self.session = onnx_session(self.path, threads)
+        ort = require_onnxruntime()
+        errors = ort.capi.onnxruntime_pybind11_state
+        try:
+            self.session = onnx_session(self.path, threads)
+        except (errors.InvalidProtobuf, errors.InvalidGraph, errors.Fail) as error:
+            raise ValueError(
+                f'cannot load {self.path} as an ONNX model: it is truncated or not an ONNX '
+                f'file ({error}). Export it again with `msinet-reid export`.') from error
         height, width = self.session.get_inputs()[0].shape[2:]
         self.image_size = (height, width)
 

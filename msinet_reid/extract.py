@@ -4,12 +4,12 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from tqdm import tqdm
 
+from .data.images import read_rgb
 from .weights import PathLike
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -38,8 +38,7 @@ class _ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        with Image.open(self.paths[index]) as image:
-            return self.transform(image.convert('RGB'))
+        return self.transform(read_rgb(self.paths[index]))
 
 
 def image_batches(paths: Sequence[Path], image_size: Tuple[int, int] = (256, 128),

@@ -48,3 +48,9 @@ def test_quick_benchmark(tmp_path, reference_facts, capsys):
         name, baseline = benchmark.COMPARISONS[label]
         assert ratio['median'] == pytest.approx(paired_median(name, baseline))
         assert ratio['min'] <= ratio['median'] <= ratio['max']
+
+
+def test_check_images_benchmark_quick(capsys):
+    rows = load_script('benchmarks/check_images.py').main(['--count', '12', '--repeats', '1'])
+    assert len(rows) == 3 and all(rate > 0 for rate in rows.values())
+    assert 'MSMT17 (126,441)' in capsys.readouterr().out

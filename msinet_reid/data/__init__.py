@@ -1,10 +1,15 @@
 """Data sets: the vehicle datasets VeRi-776 and VehicleID for torchreid (importing this
 package registers them as ``'veri'`` and ``'vehicleid'``), and synthetic Market-1501,
 VeRi-776 and VehicleID layouts for the demo and the tests; ``IdentitySampler``, the
-seeded P x K batches the engines draw."""
+seeded P x K batches the engines draw; ``check_images`` and ``read_rgb`` for damaged and
+unusual image files; ``image_data_manager``, torchreid's with clear errors for a dataset
+folder it cannot read."""
+from .images import UnreadableImage, UnreadableImagesError, check_images, read_rgb
+from .layout import DatasetLayoutError, image_data_manager, load_image_dataset
 from .samplers import IdentitySampler
 from .synthetic import make_market1501, make_vehicleid, make_veri
 from .vehicles import VehicleID, VeRi, register_datasets
 
-__all__ = ['IdentitySampler', 'VeRi', 'VehicleID', 'make_market1501', 'make_vehicleid', 'make_veri',
-           'register_datasets']
+__all__ = ['DatasetLayoutError', 'IdentitySampler', 'UnreadableImage', 'UnreadableImagesError',
+           'VeRi', 'VehicleID', 'check_images', 'image_data_manager', 'load_image_dataset',
+           'make_market1501', 'make_vehicleid', 'make_veri', 'read_rgb', 'register_datasets']

@@ -16,6 +16,7 @@ from .. import distributed
 from .._torchreid import engine as torchreid_engine
 from .._torchreid import utils
 from ..atomic import atomic_write
+from ..data.images import datamanager_images, require_readable
 from ..data.samplers import IdentitySampler
 
 
@@ -140,8 +141,11 @@ class DistributedEngine(torchreid_engine.Engine):
         return super().train(print_freq, *args, **kwargs)
 
     def run(self, *args, **kwargs):
-        """torchreid's ``run``; evaluation ranks L2-normalised features unless
+        """torchreid's ``run``, after checking that every image of the data manager decodes
+        (:func:`~msinet_reid.data.images.require_readable`: torchreid's loader would retry
+        a damaged file forever); evaluation ranks L2-normalised features unless
         ``normalize_feature=False`` (:mod:`msinet_reid.evaluation`'s protocol)."""
+        require_readable(datamanager_images(self.datamanager))
         kwargs.setdefault('normalize_feature', True)
         # torchreid moves tensors with .cuda() (evaluation, its cross-entropy): make that
         # the model's device for the run.
