@@ -41,7 +41,7 @@ from msinet_reid import distributed
 from msinet_reid.data import image_data_manager, make_market1501
 from msinet_reid.demo import default_root
 from msinet_reid.engine import ImageMSINetEngine
-from msinet_reid.evaluation import evaluate
+from msinet_reid.evaluation import evaluate, results_table
 from msinet_reid.models import MSINetEncoder
 from msinet_reid.unsupervised import ClusterContrastEngine
 from torchreid import models, optim, utils
@@ -85,6 +85,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add('--workers', type=int, default=2)
     add('--device', default='cpu')
     add('--seed', type=int, default=0)
+    add('--rerank', action='store_true', help='evaluate after k-reciprocal re-ranking')
     add('--print-freq', type=int, default=10)
     add('--log-dir', type=Path, default=None, help='default: <root>/log/cluster_contrast')
     return parser.parse_args(argv)
@@ -119,7 +120,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
         checkpoint = train_on_source(args, source, log_dir / 'source', device)
     model = MSINetEncoder(args.arch, pretrained=args.pretrained or checkpoint is not None,
                           pretrained_path=checkpoint, num_features=0, norm=True).to(device)
-    results = {before: evaluate(model, datamanager, device)[args.dataset]}
+    results = {before: evaluate(model, datamanager, device, rerank=args.rerank)[args.dataset]}
 
     optimizer = optim.build_optimizer(model, optim='adam', lr=args.lr, weight_decay=5e-4)
     scheduler = optim.build_lr_scheduler(optimizer, lr_scheduler='single_step',
@@ -132,11 +133,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     )
     engine.run(save_dir=str(log_dir), max_epoch=args.epochs, print_freq=args.print_freq)
 
-    results[after] = evaluate(model, datamanager, device)[args.dataset]
-    print(f'{args.dataset + " (target)" if args.source else args.dataset:<20}'
-          f'{"Rank-1":>8}{"mAP":>8}')
-    for state, scores in results.items():
-        print(f'{state:<20}{scores["rank1"]:>8.1%}{scores["mAP"]:>8.1%}')
+    results[after] = evaluate(model, datamanager, device, rerank=args.rerank)[args.dataset]
+    print(results_table(results, f'{args.dataset} (target)' if args.source else args.dataset))
     print(f'Done in {time.time() - started:.0f} s; logs and checkpoints in {log_dir}')
     return results
 

@@ -90,6 +90,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--resume', help='checkpoint to continue training from')
     parser.add_argument('--evaluate', action='store_true',
                         help='only evaluate (the --resume checkpoint, if given)')
+    parser.add_argument('--rerank', action='store_true',
+                        help='evaluate after k-reciprocal re-ranking (fits MSMT17 on one '
+                             'machine)')
     return parser.parse_args(argv)
 
 
@@ -135,7 +138,7 @@ def main(argv: Optional[List[str]] = None) -> ImageMSINetEngine:
     # Weights, optimizer, scheduler and the AMP scaler continue where the checkpoint stopped.
     start_epoch = trainer.resume(args.resume) if args.resume else 0
     trainer.run(save_dir=save_dir, start_epoch=start_epoch, print_freq=args.print_freq,
-                test_only=args.evaluate, **recipe.run_kwargs())
+                test_only=args.evaluate, rerank=args.rerank, **recipe.run_kwargs())
     return trainer
 
 

@@ -205,9 +205,12 @@ def _evaluate(args: argparse.Namespace) -> None:
     _, unreadable = _readable(
         [Path(path) for path in datamanager_images(datamanager, train=False)], args)
     drop_images(datamanager, [image.path for image in unreadable])
-    for name, scores in evaluate(model, datamanager, device, check=False).items():
-        print(f'{name} ({args.weights.name}): Rank-1 {scores["rank1"]:.1%}, '
-              f'mAP {scores["mAP"]:.1%}')
+    results = evaluate(model, datamanager, device, check=False, rerank=args.rerank, k1=args.k1,
+                       k2=args.k2, lambda_value=args.lambda_value)
+    for name, scores in results.items():
+        print(f'{name} ({args.weights.name}{", re-ranked" if args.rerank else ""}): '
+              f'Rank-1 {scores["rank1"]:.1%}, mAP {scores["mAP"]:.1%}, '
+              f'mINP {scores["mINP"]:.1%}')
     if unreadable:
         print(f'Left out {len(unreadable)} unreadable test images:' + ''.join(
             f'\n  {image.path}: {image.reason}' for image in unreadable))
@@ -216,12 +219,13 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _add_evaluate(commands) -> None:
     parser = _add_model_command(
         commands, 'evaluate', _evaluate,
-        help='Rank-1/mAP of a checkpoint or an ONNX model on a torchreid dataset',
+        help='Rank-1/mAP/mINP of a checkpoint or an ONNX model on a torchreid dataset',
         description="Rank the query images of a torchreid dataset against its gallery with "
                     "a trained checkpoint, an fp32 ONNX file or an int8 ONNX file (--weights "
                     "ending in .onnx, run by onnxruntime on the CPU), with the protocol of "
                     "training's evaluation (msinet_reid.evaluation.evaluate), and print "
-                    'Rank-1 and mAP.',
+                    'Rank-1, mAP and mINP; with --rerank, after k-reciprocal re-ranking '
+                    "(torchreid's re_ranking, computed sparsely: fits MSMT17 on one machine).",
     )
     parser.add_argument('--root', required=True, type=Path,
                         help="torchreid's data root (the folder holding the dataset)")
@@ -229,6 +233,12 @@ def _add_evaluate(commands) -> None:
                         help='torchreid dataset name (market1501, msmt17, veri, ...)')
     _add_loading_options(parser, batch_size=128)
     _add_skip_unreadable(parser)
+    rerank = parser.add_argument_group('re-ranking')
+    rerank.add_argument('--rerank', action='store_true', help='k-reciprocal re-ranking')
+    rerank.add_argument('--k1', type=int, default=20, help='k-reciprocal neighbours')
+    rerank.add_argument('--k2', type=int, default=6, help='neighbours of query expansion')
+    rerank.add_argument('--lambda-value', type=float, default=0.3,
+                        help='weight of the original distance in the final one')
 
 
 def _check_data(args: argparse.Namespace) -> int:

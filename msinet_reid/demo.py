@@ -16,7 +16,7 @@ import torch
 from ._torchreid import models, optim, utils
 from .data import image_data_manager, make_market1501
 from .engine import ImageMSINetEngine
-from .evaluation import evaluate
+from .evaluation import evaluate, results_table
 
 
 def default_root() -> Path:
@@ -47,13 +47,6 @@ class DemoConfig:
     seed: int = _option(0, 'seed for the data and the training')
     device: str = _option('cpu', "'cpu' or 'cuda'")
     print_freq: int = _option(20, 'print training progress every N batches')
-
-
-def _table(results: Dict[str, Dict[str, float]]) -> str:
-    lines = [f'{"":<20}{"Rank-1":>8}{"mAP":>8}']
-    for label, scores in results.items():
-        lines.append(f'{label:<20}{scores["rank1"]:>8.1%}{scores["mAP"]:>8.1%}')
-    return '\n'.join(lines)
 
 
 def run_demo(config: Optional[DemoConfig] = None) -> Dict[str, Dict[str, float]]:
@@ -99,7 +92,7 @@ def run_demo(config: Optional[DemoConfig] = None) -> Dict[str, Dict[str, float]]
     print(f'[4/4] Evaluating the trained {config.model}')
     trained = evaluate(model, datamanager, device)['market1501']
     results = {'untrained': untrained, 'trained': trained}
-    print(_table({f'{state} {config.model}': scores for state, scores in results.items()}))
+    print(results_table({f'{state} {config.model}': scores for state, scores in results.items()}))
     print(f'Done in {time.time() - started:.0f} s; checkpoints and TensorBoard logs in '
           f'{root / "log"}')
     return results

@@ -84,6 +84,13 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
+def communication_device() -> torch.device:
+    """Where collectives take their tensors: this process's GPU under nccl, else the CPU."""
+    if is_distributed() and dist.get_backend() == 'nccl':
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

@@ -1,20 +1,23 @@
-"""Rank-1 / mAP of a model on a torchreid data manager's test sets, with torchreid's metrics.
+"""Rank-1 / mAP / mINP of a model on a torchreid data manager's test sets.
 
 The protocol of every figure this package reports: eval-mode features, L2-normalised,
 ranked by Euclidean distance (the order cosine similarity gives), as the authors' code
-does; torchreid's ``Engine.test(normalize_feature=True)`` computes the same.
+does; torchreid's ``Engine.test(normalize_feature=True)`` computes the same. The ranking
+is :func:`msinet_reid.retrieval.rank_metrics`: torchreid's figures, in blocks of queries,
+so that MSMT17 and Market-1501+500k evaluate (and re-rank) on one machine. Under torchrun,
+each process extracts its share of the images.
 """
 from typing import Dict, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
-from ._torchreid import metrics
+from . import distributed
 from .data.images import datamanager_images, require_readable
 from .data.layout import image_data_manager
+from .retrieval import rank_metrics
 
 
 @torch.no_grad()
@@ -31,17 +34,43 @@ def extract_features(
     return torch.cat(features), np.concatenate(pids), np.concatenate(camids)
 
 
+def gather_features(
+    model: nn.Module, loader: DataLoader, device: torch.device,
+) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """:func:`extract_features` of the whole loader, each process under torchrun taking a
+    contiguous share of its images; every process receives all of them, in order."""
+    world_size, rank = distributed.get_world_size(), distributed.get_rank()
+    if world_size == 1:
+        return extract_features(model, loader, device)
+    total = len(loader.dataset)
+    share = -(-total // world_size)
+    mine = range(min(total, rank * share), min(total, (rank + 1) * share))
+    features, pids, camids = extract_features(model, DataLoader(
+        Subset(loader.dataset, mine), batch_size=loader.batch_size,
+        num_workers=loader.num_workers, pin_memory=loader.pin_memory), device)
+    # all_gather takes equal shapes: each share is padded to the largest, then cut.
+    padded = [torch.zeros(share, *values.shape[1:], dtype=values.dtype)
+              for values in (features, torch.from_numpy(pids), torch.from_numpy(camids))]
+    for pad, values in zip(padded, (features, torch.from_numpy(pids),
+                                    torch.from_numpy(camids))):
+        pad[:len(values)] = values
+    gathered = [distributed.all_gather(pad.to(distributed.communication_device()))
+                .cpu()[:total] for pad in padded]
+    return gathered[0], gathered[1].numpy(), gathered[2].numpy()
+
+
 def evaluate(
     model: nn.Module, datamanager, device: torch.device = torch.device('cpu'),
-    check: bool = True,
+    check: bool = True, rerank: bool = False, **rank_options,
 ) -> Dict[str, Dict[str, float]]:
-    """``{dataset: {'rank1': ..., 'mAP': ...}}`` over the data manager's test sets, after
-    checking (unless ``check=False``) that each of their images decodes
+    """``{dataset: {'rank1': ..., 'mAP': ..., 'mINP': ...}}`` over the data manager's test
+    sets, after checking (unless ``check=False``) that each of their images decodes
     (``UnreadableImagesError`` names those that do not).
 
-    Euclidean distance between L2-normalised features and torchreid's ``evaluate_rank``:
-    the figures torchreid's ``Engine.test`` prints with ``normalize_feature=True``, which
-    this package's engines use by default.
+    The figures of :func:`~msinet_reid.retrieval.rank_metrics` on L2-normalised features
+    (torchreid's ``evaluate_rank``, and with ``rerank=True`` its ``re_ranking``);
+    ``rank_options`` go to it (``k1``, ``k2``, ``lambda_value``, ...). Under torchrun
+    every process extracts its share of the images and gets the figures.
 
     Example::
 
@@ -52,13 +81,27 @@ def evaluate(
         require_readable(datamanager_images(datamanager, train=False))
     results = {}
     for name, loaders in datamanager.test_loader.items():
-        qf, q_pids, q_camids = extract_features(model, loaders['query'], device)
-        gf, g_pids, g_camids = extract_features(model, loaders['gallery'], device)
-        distmat = metrics.compute_distance_matrix(
-            F.normalize(qf, dim=1), F.normalize(gf, dim=1), 'euclidean').numpy()
-        cmc, mean_ap = metrics.evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
-        results[name] = {'rank1': float(cmc[0]), 'mAP': float(mean_ap)}
+        query = gather_features(model, loaders['query'], device)
+        gallery = gather_features(model, loaders['gallery'], device)
+        scores = rank_metrics(query[0], gallery[0], query[1], gallery[1], query[2], gallery[2],
+                              rerank=rerank, **rank_options)
+        results[name] = {'rank1': float(scores['cmc'][0]), 'mAP': scores['mAP'],
+                         'mINP': scores['mINP']}
     return results
+
+
+def results_table(results: Dict[str, Dict[str, float]], title: str = '') -> str:
+    """``results`` (label -> :func:`evaluate`'s scores) as a table of Rank-1, mAP and mINP.
+
+    >>> print(results_table({'trained': {'rank1': 0.8, 'mAP': 0.7, 'mINP': 0.4}}))
+                          Rank-1     mAP    mINP
+    trained                80.0%   70.0%   40.0%
+    """
+    lines = [f'{title:<20}{"Rank-1":>8}{"mAP":>8}{"mINP":>8}']
+    for label, scores in results.items():
+        lines.append(f'{label:<20}{scores["rank1"]:>8.1%}{scores["mAP"]:>8.1%}'
+                     f'{scores["mINP"]:>8.1%}')
+    return '\n'.join(lines)
 
 
 def query_gallery(root: str, dataset: str, height: int, width: int, batch_size: int = 128,

@@ -5,7 +5,7 @@ import gc
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -18,6 +18,8 @@ from .._torchreid import utils
 from ..atomic import atomic_write
 from ..data.images import datamanager_images, require_readable
 from ..data.samplers import IdentitySampler
+from ..evaluation import gather_features
+from ..retrieval import rank_metrics
 
 
 class DistributedEngine(torchreid_engine.Engine):
@@ -152,8 +154,46 @@ class DistributedEngine(torchreid_engine.Engine):
         with torch.cuda.device(self.device) if self.device.type == 'cuda' else nullcontext():
             return super().run(*args, **kwargs)
 
-    def test(self, *args, **kwargs):
-        rank1 = super().test(*args, **kwargs) if self.dist.is_main else 0.0
+    def test(self, dist_metric: str = 'euclidean', normalize_feature: bool = False,
+             visrank: bool = False, visrank_topk: int = 10, save_dir: str = '',
+             use_metric_cuhk03: bool = False, ranks: Sequence[int] = (1, 5, 10, 20),
+             rerank: bool = False) -> float:
+        """torchreid's ``test`` at dataset scale: every process extracts its share of the
+        test images (:func:`~msinet_reid.evaluation.gather_features`), and rank 0 scores
+        them with :func:`~msinet_reid.retrieval.rank_metrics`, a block of queries at a
+        time, re-ranking included (``rerank=True``), printing mINP beside mAP and CMC.
+        ``visrank`` and ``use_metric_cuhk03`` run torchreid's own dense code on rank 0.
+        Returns Rank-1 on rank 0 (0 on the others)."""
+        if visrank or use_metric_cuhk03:
+            rank1 = super().test(dist_metric, normalize_feature, visrank, visrank_topk,
+                                 save_dir, use_metric_cuhk03, list(ranks),
+                                 rerank) if self.dist.is_main else 0.0
+            distributed.barrier()
+            return rank1
+        if dist_metric not in ('euclidean', 'cosine'):
+            raise ValueError(f"dist_metric must be 'euclidean' or 'cosine', got {dist_metric!r}")
+        self.set_model_mode('eval')
+        rank1 = 0.0
+        for name, loaders in self.test_loader.items():
+            domain = 'source' if name in self.datamanager.sources else 'target'
+            self.log(f'##### Evaluating {name} ({domain}) #####')
+            query = gather_features(self.model, loaders['query'], self.device)
+            gallery = gather_features(self.model, loaders['gallery'], self.device)
+            if self.dist.is_main:
+                # Cosine distance ranks (and re-ranks) as the Euclidean one of unit features.
+                scores = rank_metrics(
+                    query[0], gallery[0], query[1], gallery[1], query[2], gallery[2],
+                    rerank=rerank, normalize=normalize_feature or dist_metric == 'cosine',
+                    max_rank=max(50, *ranks))
+                rank1 = float(scores['cmc'][0])
+                print(f'** Results **{" (re-ranked)" if rerank else ""}\n'
+                      f'mAP: {scores["mAP"]:.1%}\nmINP: {scores["mINP"]:.1%}\nCMC curve')
+                for r in ranks:
+                    print(f'Rank-{r:<3}: {scores["cmc"][r - 1]:.1%}')
+                for metric, value in (('rank1', rank1), ('mAP', scores['mAP']),
+                                      ('mINP', scores['mINP'])):
+                    if self.writer is not None:  # run() makes it; test() may come alone
+                        self.writer.add_scalar(f'Test/{name}/{metric}', value, self.epoch)
         distributed.barrier()
         return rank1
 

@@ -8,7 +8,7 @@ from .. import distributed
 from ..data.samplers import IdentitySampler
 from ..data.views import dataset_view
 from ..engine.base import DistributedEngine
-from ..evaluation import extract_features
+from ..evaluation import gather_features
 from ..losses.memory import identity_centroids
 from .clustering import cluster_pseudo_labels
 from .memory import ClusterMemory
@@ -81,7 +81,8 @@ class ClusterContrastEngine(DistributedEngine):
             # Clustered where the model runs: the nearest-neighbour search is on the GPU there.
             labels = torch.from_numpy(cluster_pseudo_labels(
                 features.to(self.device), cameras=cameras, **self.clustering)).long()
-        labels = distributed.broadcast(labels.to(self.dist.device)).cpu().numpy()
+        labels = labels.to(distributed.communication_device())
+        labels = distributed.broadcast(labels).cpu().numpy()
         num_clusters = int(labels.max()) + 1
         counts = {'images': len(items), 'clusters': num_clusters,
                   'outliers': int((labels < 0).sum())}
@@ -114,19 +115,9 @@ class ClusterContrastEngine(DistributedEngine):
 
     def _features(self, items: list) -> torch.Tensor:
         """Eval-mode features of ``items``: each process extracts its share, all gather."""
-        world_size, rank = self.dist.world_size, self.dist.rank
-        share = -(-len(items) // world_size)
-        loader = DataLoader(
-            dataset_view(self.train_set, items[rank * share:(rank + 1) * share],
-                         self.datamanager.transform_te),
-            batch_size=self.batch_size, num_workers=self.workers, shuffle=False)
-        features, _, _ = extract_features(self.model, loader, self.device)
-        if world_size == 1:
-            return features
-        # all_gather needs equal shapes: the last share is padded, then cut off.
-        padded = features.new_zeros(share, features.shape[1])
-        padded[:len(features)] = features
-        return distributed.all_gather(padded.to(self.dist.device)).cpu()[:len(items)]
+        loader = DataLoader(dataset_view(self.train_set, items, self.datamanager.transform_te),
+                            batch_size=self.batch_size, num_workers=self.workers)
+        return gather_features(self.model, loader, self.device)[0]
 
     def forward_backward(self, data: dict) -> Dict[str, float]:
         images, labels = self.to_device(data['img'], data['pid'])

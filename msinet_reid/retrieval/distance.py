@@ -1,0 +1,97 @@
+"""Distances between L2-normalised features, and exact nearest neighbours, in blocks.
+
+The protocol of every figure this package reports: features are L2-normalised and ranked
+by Euclidean distance, computed as torchreid's ``compute_distance_matrix(..., 'euclidean')``
+computes it (the squared distance ``|a|^2 + |b|^2 - 2 a.b``), so that rankings and
+re-ranking equal torchreid's.
+"""
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .blocks import BLOCK_BYTES, row_blocks
+
+KNN_BACKENDS = ('torch', 'faiss')
+
+
+def unit_rows(features: Tensor) -> Tensor:
+    """``features`` L2-normalised per row, in float32 (float64 stays float64)."""
+    features = features.detach()
+    return F.normalize(features.to(torch.promote_types(features.dtype, torch.float32)), dim=1)
+
+
+def squared_norms(features: Tensor) -> Tensor:
+    """``|f|^2`` of each row, as torchreid sums it."""
+    return torch.pow(features, 2).sum(dim=1)
+
+
+def squared_distances(a: Tensor, b: Tensor, a_norms: Optional[Tensor] = None,
+                      b_norms: Optional[Tensor] = None) -> Tensor:
+    """``(len(a), len(b))`` squared Euclidean distances, by torchreid's formula
+    (``euclidean_squared_distance``); the norms may be given, computed once for many
+    blocks."""
+    a_norms = squared_norms(a) if a_norms is None else a_norms
+    b_norms = squared_norms(b) if b_norms is None else b_norms
+    distance = a_norms[:, None] + b_norms[None, :]
+    return distance.addmm_(a, b.t(), beta=1, alpha=-2)
+
+
+def pair_squared_distances(features: Tensor, norms: Tensor, rows: Tensor, cols: Tensor,
+                           budget: int = BLOCK_BYTES) -> Tensor:
+    """Squared Euclidean distances of the pairs ``(rows[i], cols[i])`` of ``features``,
+    by torchreid's formula, in chunks within ``budget`` (clamped at 0: rounding can make
+    an image's distance to itself slightly negative)."""
+    chunk = max(1, budget // (2 * features.element_size() * features.shape[1]))
+    dots = torch.cat([(features[rows[i:i + chunk]] * features[cols[i:i + chunk]]).sum(dim=1)
+                      for i in range(0, len(rows), chunk)] or [norms.new_zeros(0)])
+    return (norms[rows] + norms[cols] - 2 * dots).clamp_min_(0)
+
+
+def nearest_neighbours(features: Tensor, k: int, knn: str = 'torch',
+                       budget: int = BLOCK_BYTES) -> Tuple[Tensor, Tensor]:
+    """The ``k`` nearest of every row of ``features`` (unit rows) among all rows, and each
+    row's largest squared distance.
+
+    Returns ``(rank, farthest)``: ``(N, k)`` indices, nearest first (each row itself
+    first, at distance 0), and ``(N,)`` maxima of the squared distance, which
+    re-ranking normalises by. Exact: ``knn='torch'`` computes blocks of rows against all
+    rows on the features' device within ``budget`` bytes; ``knn='faiss'`` uses faiss's
+    ``IndexFlatIP`` (on the GPU for CUDA features when faiss has GPU support).
+    """
+    if knn not in KNN_BACKENDS:
+        raise ValueError(f'knn must be one of {KNN_BACKENDS}, got {knn!r}')
+    n = len(features)
+    norms = squared_norms(features)
+    if knn == 'faiss':
+        rank = _faiss_neighbours(features, k)
+        farthest = torch.empty(n, dtype=features.dtype, device=features.device)
+        for block in row_blocks(n, 2 * n * features.element_size(), budget):
+            farthest[block] = squared_distances(features[block], features, norms[block],
+                                                norms).amax(dim=1)
+        return rank, farthest
+    rank = torch.empty(n, k, dtype=torch.long, device=features.device)
+    farthest = torch.empty(n, dtype=features.dtype, device=features.device)
+    for block in row_blocks(n, 3 * n * features.element_size(), budget):
+        distance = squared_distances(features[block], features, norms[block], norms)
+        rank[block] = distance.topk(k, dim=1, largest=False).indices
+        farthest[block] = distance.amax(dim=1)
+    return rank, farthest
+
+
+def _faiss_neighbours(features: Tensor, k: int) -> Tensor:
+    try:
+        import faiss
+    except ImportError as error:
+        raise ImportError("knn='faiss' needs faiss: pip install faiss-cpu (or faiss-gpu "
+                          "for CUDA), or use knn='torch'") from error
+    points = np.ascontiguousarray(features.float().cpu().numpy())
+    index = faiss.IndexFlatIP(points.shape[1])  # inner product = cosine on unit vectors
+    if features.is_cuda and hasattr(faiss, 'StandardGpuResources'):
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(),
+                                       features.device.index or 0, index)
+    index.add(points)
+    _, rank = index.search(points, k)
+    return torch.from_numpy(rank).to(features.device)
