@@ -5,7 +5,7 @@ PyTorch's ``FlopCounterMode`` (which, unlike torchreid's ``compute_model_complex
 sees the matrix products inside attention), and latency at each batch size on the CPU
 (and CUDA when present) for the eager models, MSINet's inference model
 (``msinet_reid.deploy``) and its ONNX export in onnxruntime, fp32 and int8
-(``msinet_reid.export.quantize_onnx``, calibrated on synthetic crops; the weights are
+(``msinet_reid.deploy.quantize_onnx``, calibrated on synthetic crops; the weights are
 untrained, so only its speed means something here: ``benchmarks/quantization.py``
 measures its accuracy on a trained model). Timings are interleaved:
 each repeat runs every variant once, in a rotating order, so that load from other
@@ -86,7 +86,7 @@ def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
 def onnx_runners(model: torch.nn.Module, height: int, width: int, threads: Optional[int],
                  folder: Path) -> Dict[str, Runner]:
     """The ONNX export in onnxruntime, fp32 and int8 (calibrated on synthetic crops)."""
-    from msinet_reid.export import OnnxModel, export_onnx, quantize_onnx
+    from msinet_reid.deploy import OnnxModel, export_onnx, quantize_onnx
 
     fp32 = export_onnx(model, folder / 'msinet.onnx', height, width)
     crops = make_market1501(folder, num_train_ids=16, num_test_ids=1, height=height,

@@ -2,7 +2,7 @@
 a checkpoint, as fp32 ONNX and as int8 ONNX for each calibration method, in one run.
 
 Each int8 model is calibrated on the same crops (``--calib``) with
-``msinet_reid.export.quantize_onnx``; its row also gives the calibration time and the
+``msinet_reid.deploy.quantize_onnx``; its row also gives the calibration time and the
 cosine similarity of its features to the fp32 features on the held-out crops (what the
 accuracy guard checks). Evaluation is ``msinet_reid.evaluation.evaluate``, the protocol of
 training's evaluation.
@@ -28,10 +28,10 @@ from typing import List, Optional
 
 import torch
 
-from msinet_reid.deploy import load_trained
-from msinet_reid.evaluation import evaluate, query_gallery
-from msinet_reid.export import (CALIBRATION_METHODS, OnnxModel, QuantizationError, export_onnx,
+from msinet_reid.deploy import (OnnxModel, QuantizationError, export_onnx, load_trained,
                                 quantize_onnx)
+from msinet_reid.deploy.quantize import CALIBRATION_METHODS
+from msinet_reid.evaluation import evaluate, query_gallery
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -14,10 +14,9 @@ once its inputs exist, so the figure is the extra memory the loss needs, autogra
 saved tensors and backward included.
 """
 import argparse
-import ctypes
-import multiprocessing
-import re
+import sys
 import time
+from pathlib import Path
 from typing import Callable, Dict, NamedTuple
 
 import torch
@@ -25,6 +24,9 @@ from torch import Tensor
 
 import msinet_reid  # noqa: F401  (registers torchreid aliases before anything else)
 from msinet_reid.losses import SpatialAlignLoss
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import in_fresh_process, peak_above, release_freed_memory_to_the_os, reset_peak  # noqa: E402,E501
 
 
 def reference_spatial_align_loss(maps: Tensor, self_activation: Tensor, labels: Tensor,
@@ -75,11 +77,6 @@ def _inputs(batch: int, channels: int, height: int, width: int, device: str):
             labels.to(device))
 
 
-def _resident_kib(field: str) -> int:
-    with open('/proc/self/status') as status:
-        return int(re.search(rf'{field}:\s+(\d+)', status.read()).group(1))
-
-
 def _run(variant: str, inputs) -> Result:
     started = time.perf_counter()
     loss = VARIANTS[variant](*inputs)
@@ -89,36 +86,20 @@ def _run(variant: str, inputs) -> Result:
     return Result(0, time.perf_counter() - started, loss.item())
 
 
-def _release_freed_memory_to_the_os() -> None:
-    """Serve every block of 64 KiB or more by mmap, so that freeing returns it at once.
-
-    glibc otherwise raises its mmap threshold after large frees and keeps later blocks
-    in its heap, where the resident size shows memory the program no longer uses.
-    """
-    libc = ctypes.CDLL('libc.so.6')
-    m_mmap_threshold = -3
-    if not libc.mallopt(m_mmap_threshold, 64 * 1024):
-        raise RuntimeError('mallopt(M_MMAP_THRESHOLD) failed')
-
-
-def _measure_cpu(variant: str, shape: tuple) -> Result:
+def _measure_cpu(variant: str, shape: tuple) -> tuple:
     torch.set_num_threads(1)
-    _release_freed_memory_to_the_os()
+    release_freed_memory_to_the_os()
     _run(variant, _inputs(8, 8, 4, 2, device='cpu'))  # page in the code the variant runs
     inputs = _inputs(*shape, device='cpu')
-    with open('/proc/self/clear_refs', 'w') as clear_refs:
-        clear_refs.write('5')  # reset the peak resident set size to the current one
-    baseline = _resident_kib('VmRSS')
+    baseline = reset_peak()
     result = _run(variant, inputs)
-    return result._replace(peak_bytes=(_resident_kib('VmHWM') - baseline) * 1024)
+    return tuple(result._replace(peak_bytes=peak_above(baseline)))  # plain, for the pipe
 
 
 def measure(variant: str, shape: tuple, device: str) -> Result:
     """One forward and backward pass of ``variant`` on inputs of ``shape``."""
     if device == 'cpu':
-        # A forked process: it starts with the modules loaded and no memory of other runs.
-        with multiprocessing.get_context('fork').Pool(1) as pool:
-            return pool.apply(_measure_cpu, (variant, shape))
+        return Result(*in_fresh_process(_measure_cpu, variant, shape))
     inputs = _inputs(*shape, device=device)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()

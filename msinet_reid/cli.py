@@ -9,7 +9,8 @@ import numpy as np
 
 from .atomic import atomic_write
 from .demo import DemoConfig, run_demo
-from .export import CALIBRATION_METHODS, DEFAULT_CALIBRATION, MIN_COSINE, QuantizationError
+from .deploy.quantize import (CALIBRATION_METHODS, DEFAULT_CALIBRATION, MIN_COSINE,
+                              QuantizationError)
 from .models import list_models
 from .weights import PretrainedWeightsError
 
@@ -27,9 +28,12 @@ def _add_demo(commands) -> None:
         flag = '--' + field.name.replace('_', '-')
         default = getattr(defaults, field.name)
         parser.add_argument(flag, type=type(default), default=default, help=field.metadata['help'])
-    parser.set_defaults(run=lambda args: run_demo(DemoConfig(**{
-        field.name: getattr(args, field.name) for field in dataclasses.fields(DemoConfig)
-    })))
+    parser.set_defaults(run=_demo)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    run_demo(DemoConfig(**{field.name: getattr(args, field.name)
+                           for field in dataclasses.fields(DemoConfig)}))
 
 
 def _add_model_command(commands, name: str, run, help: str,
@@ -49,7 +53,8 @@ def _add_model_command(commands, name: str, run, help: str,
 
 def _export(args: argparse.Namespace) -> None:
     from .deploy import load_trained
-    from .export import export_onnx, quantize_onnx, require_onnxruntime, split_calibration
+    from .deploy.onnx_export import export_onnx, require_onnxruntime
+    from .deploy.quantize import quantize_onnx, split_calibration
 
     require_onnxruntime()  # fail before loading anything
     if args.int8 and args.calib is None:
@@ -139,7 +144,7 @@ def _extract(args: argparse.Namespace) -> None:
     import torch
 
     from .deploy import InferenceModel, load_trained
-    from .extract import extract_image_features, find_images
+    from .deploy import extract_image_features, find_images
 
     model = InferenceModel(load_trained(args.model, args.weights))
     paths, unreadable = _readable(find_images(args.images), args)
@@ -189,7 +194,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .evaluation import evaluate, query_gallery
 
     if args.weights.suffix == '.onnx':
-        from .export import OnnxModel
+        from .deploy import OnnxModel
 
         model = OnnxModel(args.weights)
         if model.image_size != (args.height, args.width):
@@ -280,14 +285,17 @@ def _add_check_data(commands) -> None:
     parser.set_defaults(run=_check_data)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``msinet-reid`` parser, each command's ``run`` in its defaults."""
     parser = argparse.ArgumentParser(prog='msinet-reid', description=__doc__)
     commands = parser.add_subparsers(dest='command', required=True)
-    _add_demo(commands)
-    _add_export(commands)
-    _add_extract(commands)
-    _add_evaluate(commands)
-    _add_check_data(commands)
+    for add in (_add_demo, _add_export, _add_extract, _add_evaluate, _add_check_data):
+        add(commands)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0

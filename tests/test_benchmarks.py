@@ -54,3 +54,23 @@ def test_check_images_benchmark_quick(capsys):
     rows = load_script('benchmarks/check_images.py').main(['--count', '12', '--repeats', '1'])
     assert len(rows) == 3 and all(rate > 0 for rate in rows.values())
     assert 'MSMT17 (126,441)' in capsys.readouterr().out
+
+
+def test_clustering_benchmark_quick(tmp_path):
+    rows = load_script('benchmarks/clustering.py').main(
+        ['--quick', '--repeats', '1', '--threads', '1', '--out', str(tmp_path / 'c.json')])
+    assert [row['features'] for row in rows] == ['separated', 'noisy']
+    for row in rows:  # the dense definition ran too, and labelled alike
+        assert row['sparse_mib'] >= 0 and row['dense_s'] > 0
+    assert rows[0]['clusters'] > 0
+
+
+def test_retrieval_benchmark_quick(tmp_path):
+    table = load_script('benchmarks/retrieval.py').main(
+        ['--quick', '--threads', '1', '--out', str(tmp_path / 'r.json')])
+    rows = table['quick']
+    assert set(rows) == {'torchreid', 'msinet-reid', 'torchreid re-ranked',
+                         'msinet-reid re-ranked'}
+    for variant in ('msinet-reid', 'msinet-reid re-ranked'):
+        assert rows[variant]['largest_difference'] < 1e-5
+    assert rows['msinet-reid re-ranked']['mAP'] != rows['msinet-reid']['mAP']

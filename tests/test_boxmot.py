@@ -17,7 +17,7 @@ import msinet_reid
 from msinet_reid import cli
 from msinet_reid.data.tracking import make_mot_sequence, read_mot
 from msinet_reid.deploy import InferenceModel, load_trained
-from msinet_reid.export import MIN_COSINE, OnnxModel
+from msinet_reid.deploy import MIN_COSINE, OnnxModel
 
 from helpers import engine_checkpoint, load_script, random_checkpoint
 

@@ -79,7 +79,7 @@ def test_the_search_engine_stays_on_the_chosen_device(manager, tmp_path):
 
 def test_inference_model_and_onnx_match_on_the_gpu(manager, tmp_path):
     pytest.importorskip('onnxruntime', reason='needs the onnx extra: pip install -e ".[onnx]"')
-    from msinet_reid.export import check_onnx, export_onnx
+    from msinet_reid.deploy.onnx_export import check_onnx, export_onnx
 
     model = build(manager, 'msinet').eval()
     images = torch.randn(4, 3, 64, 32, device=last_device())

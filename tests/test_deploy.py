@@ -5,7 +5,8 @@ import torch
 import torchreid
 from torch import nn
 
-from msinet_reid.deploy import TRAINING_ONLY, InferenceModel, fold_batchnorm, load_trained
+from msinet_reid.deploy import InferenceModel, fold_batchnorm, load_trained
+from msinet_reid.models.msinet import TRAINING_HEADS as TRAINING_ONLY
 from msinet_reid.weights import PretrainedWeightsError
 
 from helpers import deterministic_images, deterministic_state_dict

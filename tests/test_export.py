@@ -8,7 +8,7 @@ import torchreid
 
 from msinet_reid.cli import main
 from msinet_reid.deploy import load_trained
-from msinet_reid.export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from msinet_reid.deploy.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 
 from helpers import engine_checkpoint
 

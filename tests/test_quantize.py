@@ -9,11 +9,11 @@ from onnx import numpy_helper
 from PIL import Image
 
 from msinet_reid.cli import main
-from msinet_reid.deploy import load_trained
-from msinet_reid.export import (MIN_COSINE, OnnxModel, QuantizationError, export_onnx,
-                                feature_cosine, onnx_session, quantize_onnx)
-from msinet_reid.extract import find_images, image_batches
-from msinet_reid.onnx_rewrites import int8_friendly, shapes_from_quantized
+from msinet_reid.deploy import (MIN_COSINE, OnnxModel, QuantizationError, export_onnx,
+                                find_images, image_batches, load_trained, quantize_onnx)
+from msinet_reid.deploy.onnx_export import onnx_session
+from msinet_reid.deploy.quantize import feature_cosine
+from msinet_reid.deploy.rewrites import int8_friendly, shapes_from_quantized
 
 from helpers import load_script, random_checkpoint
 

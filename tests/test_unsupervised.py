@@ -208,27 +208,24 @@ def test_engine_refuses_too_few_clusters(demo_root):
         engine.recluster()
 
 
-@pytest.mark.numerics
-def test_cluster_contrast_example_one_round(demo_root, tmp_path, capsys, seed, record_property):
+def test_cluster_contrast_example_one_round(tmp_path, capsys, seed):
+    """The example end to end: generated data, clustering, one epoch, evaluation, a
+    checkpoint. One round from random weights does not reliably learn at this size: over
+    3 seeds x 3 kernel sets x 1 and 2 threads mAP moved by -2.8 to +2.2 points (the
+    engine's learning is tested on fixed batches, its memory by hand)."""
     example = load_script('examples/cluster_contrast.py')
     results = example.main([
-        '--demo', '--root', str(demo_root), '--demo-ids', '8', '4', '--demo-cameras', '3',
-        '--height', '64', '--width', '32', '--epochs', '1', '--batch-size', '8',
-        '--k1', '10', '--workers', '0', '--print-freq', '1', '--log-dir', str(tmp_path),
-        '--seed', str(seed),
+        '--demo', '--root', str(tmp_path / 'data'), '--demo-ids', '8', '4',
+        '--demo-cameras', '3', '--height', '64', '--width', '32', '--epochs', '1',
+        '--batch-size', '8', '--k1', '10', '--workers', '0', '--print-freq', '1',
+        '--log-dir', str(tmp_path / 'log'), '--seed', str(seed),
     ])
-    for state, scores in results.items():
-        record_property(f'{state} mAP', scores['mAP'])
     out = capsys.readouterr().out
     assert '=> Clustering: ' in out and 'epoch: [1/1][1/' in out
     for state in ('untrained', 'trained'):
-        assert f'{results[state]["mAP"]:.1%}' in out.split(state)[-1].splitlines()[0]
-    # One round from random weights learns little (19.1% -> 20.8% seen), but it learns.
-    assert results['trained']['mAP'] > results['untrained']['mAP']
-    assert list(tmp_path.glob('model/model.pth.tar-1'))
-    with capsys.disabled():
-        print(f"\ncluster contrast, one round on generated data: mAP "
-              f"{results['untrained']['mAP']:.1%} -> {results['trained']['mAP']:.1%}")
+        line = out.split(state)[-1].splitlines()[0]
+        assert all(f'{results[state][metric]:.1%}' in line for metric in ('rank1', 'mAP', 'mINP'))
+    assert list((tmp_path / 'log').glob('model/model.pth.tar-1'))
 
 
 def same_identity_share(labels: np.ndarray, pids: np.ndarray) -> float:
@@ -248,10 +245,11 @@ def test_camera_aware_clustering_finds_people_on_the_shifted_domain(tmp_path, se
     neighbours and the clusters people.
 
     The mechanism, not the end-to-end gain: at CPU scale, adaptation's gain over the
-    source-only model varies with the machine's float path (README). Figures over 5 seeds
-    x 3 kernel sets (default, AVX2, AVX-512) x 1 and 2 threads: identity share of the 5
-    nearest neighbours 0.20-0.24 plain, 0.34-0.42 centred (gain 0.15 at least); of
-    same-cluster pairs 0.05-0.08 plain, 0.16-0.21 camera-aware (x2.3 at least)."""
+    source-only model varies with the machine's float path (README). Figures over 3 seeds
+    x 3 kernel sets (default, AVX2, AVX-512) x 1 and 2 threads: the 5 nearest neighbours
+    0.95-0.98 same camera, 0.23-0.25 same person plain, 0.38-0.48 centred (0.16 more at
+    least); same-cluster pairs 0.076-0.084 same person plain, 0.17-0.23 camera-aware
+    (x2.2 at least). The margins asserted sit below these worst cases."""
     root = tmp_path / 'campus'
     make_market1501(root, num_train_ids=48, num_test_ids=4, height=96, width=48, seed=seed,
                     domain='campus', progress=False)
@@ -279,6 +277,7 @@ def test_camera_aware_clustering_finds_people_on_the_shifted_domain(tmp_path, se
     for name, value in (('neighbours same person, plain', plain_person),
                         ('neighbours same person, centred', centred_person),
                         ('neighbours same camera, plain', plain_camera),
+                        ('neighbours same camera, centred', centred_camera),
                         ('cluster pairs same person, plain', plain),
                         ('cluster pairs same person, camera-aware', aware)):
         record_property(name, float(value))

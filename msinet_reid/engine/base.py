@@ -1,15 +1,18 @@
 """What every engine of this package adds to torchreid's ``Engine``: atomic checkpoints
 that resume exactly, training on the model's own device, and running unchanged in one
 process or under ``torchrun`` with DistributedDataParallel."""
+import datetime
 import gc
 import sys
+import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .. import distributed
@@ -63,6 +66,7 @@ class DistributedEngine(torchreid_engine.Engine):
         self._frozen = {}
         self._ddp: Optional[tuple] = None  # (module, options, trainable parameters)
         self.network: Optional[nn.Module] = None
+        self.results: Dict[str, Dict[str, float]] = {}  # of the last test(), on rank 0
         self.device = torch.device('cpu')
         self.dist = distributed.init_distributed()
         self.train_loader = shard_train_loader(self.train_loader, seed)
@@ -140,19 +144,58 @@ class DistributedEngine(torchreid_engine.Engine):
             sampler.set_epoch(self.epoch)
         if not self.dist.is_main:
             print_freq = sys.maxsize  # torchreid's progress lines come from rank 0 alone
+        elif print_freq <= 0:  # once an epoch, at its last batch (epochs differ in length)
+            print_freq = max(1, len(self.train_loader))
         return super().train(print_freq, *args, **kwargs)
 
-    def run(self, *args, **kwargs):
-        """torchreid's ``run``, after checking that every image of the data manager decodes
-        (:func:`~msinet_reid.data.images.require_readable`: torchreid's loader would retry
-        a damaged file forever); evaluation ranks L2-normalised features unless
-        ``normalize_feature=False`` (:mod:`msinet_reid.evaluation`'s protocol)."""
+    def run(self, save_dir: str = 'log', max_epoch: int = 0, start_epoch: int = 0,
+            print_freq: int = 10, fixbase_epoch: int = 0, open_layers=None,
+            start_eval: int = 0, eval_freq: int = -1, test_only: bool = False,
+            dist_metric: str = 'euclidean', normalize_feature: bool = True,
+            visrank: bool = False, visrank_topk: int = 10, use_metric_cuhk03: bool = False,
+            ranks: Sequence[int] = (1, 5, 10, 20), rerank: bool = False) -> None:
+        """torchreid's ``run``, with its arguments and loop: train, test every
+        ``eval_freq`` epochs and at the end, save checkpoints. Beyond torchreid's:
+
+        - every image of the data manager is decoded first
+          (:func:`~msinet_reid.data.images.require_readable`: torchreid's loader would
+          retry a damaged file forever);
+        - ``print_freq=0`` prints progress once an epoch, at its last batch;
+        - every evaluation, periodic, final or ``test_only``, ranks at dataset scale
+          (:meth:`test`) and honours ``rerank`` (torchreid's applies it to ``test_only``
+          alone); features are L2-normalised unless ``normalize_feature=False``;
+        - under torchrun only rank 0 prints.
+        """
         require_readable(datamanager_images(self.datamanager))
-        kwargs.setdefault('normalize_feature', True)
-        # torchreid moves tensors with .cuda() (evaluation, its cross-entropy): make that
-        # the model's device for the run.
+        if visrank and not test_only:
+            raise ValueError('visrank=True draws ranked lists of an evaluation only: pass '
+                             'test_only=True with it')
+        evaluation = dict(dist_metric=dist_metric, normalize_feature=normalize_feature,
+                          visrank=visrank, visrank_topk=visrank_topk, save_dir=save_dir,
+                          use_metric_cuhk03=use_metric_cuhk03, ranks=ranks, rerank=rerank)
+        # torchreid moves tensors with .cuda() (its cross-entropy, its dense evaluation):
+        # make that the model's device for the run.
         with torch.cuda.device(self.device) if self.device.type == 'cuda' else nullcontext():
-            return super().run(*args, **kwargs)
+            if test_only:
+                self.test(**evaluation)
+                return
+            if self.writer is None:
+                self.writer = SummaryWriter(log_dir=save_dir)
+            started = time.time()
+            self.start_epoch, self.max_epoch = start_epoch, max_epoch
+            self.log('=> Start training')
+            for self.epoch in range(start_epoch, max_epoch):
+                self.train(print_freq=print_freq, fixbase_epoch=fixbase_epoch,
+                           open_layers=open_layers)
+                done = self.epoch + 1
+                if done >= start_eval and eval_freq > 0 and done % eval_freq == 0 \
+                        and done != max_epoch:
+                    self.save_model(self.epoch, self.test(**evaluation), save_dir)
+            if max_epoch > start_epoch:
+                self.log('=> Final test')
+                self.save_model(self.epoch, self.test(**evaluation), save_dir)
+            self.log(f'Elapsed {datetime.timedelta(seconds=round(time.time() - started))}')
+            self.writer.close()
 
     def test(self, dist_metric: str = 'euclidean', normalize_feature: bool = False,
              visrank: bool = False, visrank_topk: int = 10, save_dir: str = '',
@@ -163,7 +206,8 @@ class DistributedEngine(torchreid_engine.Engine):
         them with :func:`~msinet_reid.retrieval.rank_metrics`, a block of queries at a
         time, re-ranking included (``rerank=True``), printing mINP beside mAP and CMC.
         ``visrank`` and ``use_metric_cuhk03`` run torchreid's own dense code on rank 0.
-        Returns Rank-1 on rank 0 (0 on the others)."""
+        Returns Rank-1 on rank 0 (0 on the others), where ``self.results`` then holds
+        ``{dataset: {'rank1', 'mAP', 'mINP'}}`` of this evaluation."""
         if visrank or use_metric_cuhk03:
             rank1 = super().test(dist_metric, normalize_feature, visrank, visrank_topk,
                                  save_dir, use_metric_cuhk03, list(ranks),
@@ -186,6 +230,8 @@ class DistributedEngine(torchreid_engine.Engine):
                     rerank=rerank, normalize=normalize_feature or dist_metric == 'cosine',
                     max_rank=max(50, *ranks))
                 rank1 = float(scores['cmc'][0])
+                self.results[name] = {'rank1': rank1, 'mAP': scores['mAP'],
+                                      'mINP': scores['mINP']}
                 print(f'** Results **{" (re-ranked)" if rerank else ""}\n'
                       f'mAP: {scores["mAP"]:.1%}\nmINP: {scores["mINP"]:.1%}\nCMC curve')
                 for r in ranks:

@@ -5,7 +5,7 @@ one block stay within a budget in bytes: the memory of a whole run is the budget
 what is kept (features, the k-nearest-neighbour table, sparse encodings), whatever the
 number of images.
 """
-from typing import Iterator
+from typing import Iterator, List, Tuple
 
 import torch
 from torch import Tensor
@@ -53,3 +53,36 @@ def ragged_arange(starts: Tensor, lengths: Tensor) -> Tensor:
     ends = lengths.cumsum(0)
     offsets = (starts - ends + lengths).repeat_interleave(lengths)
     return offsets + torch.arange(len(offsets), device=starts.device)
+
+
+class Filling:
+    """Results of consecutive blocks written into tensors allocated once, then read as
+    one: ``Filling(capacity, torch.long, torch.float32)``, ``.add(keys, values)`` per
+    block, ``.tensors()`` at the end.
+
+    Why not a list of each block's results and ``torch.cat``: small results kept between
+    the blocks' large temporaries pin glibc's heap, which then holds memory it cannot give
+    back (seen with two threads: gigabytes above the live tensors). ``capacity`` is an
+    upper bound where one is known; past it the tensors double.
+    """
+
+    def __init__(self, capacity: int, *dtypes: torch.dtype,
+                 device: torch.device = torch.device('cpu')) -> None:
+        self._buffers: List[Tensor] = [torch.empty(capacity, dtype=dtype, device=device)
+                                       for dtype in dtypes]
+        self.filled = 0
+
+    def add(self, *parts: Tensor) -> None:
+        stop = self.filled + len(parts[0])
+        if stop > len(self._buffers[0]):
+            grown = max(stop, 2 * len(self._buffers[0]))
+            self._buffers = [torch.cat((buffer[:self.filled],
+                                        buffer.new_empty(grown - self.filled)))
+                             for buffer in self._buffers]
+        for buffer, part in zip(self._buffers, parts):
+            buffer[self.filled:stop] = part
+        self.filled = stop
+
+    def tensors(self) -> Tuple[Tensor, ...]:
+        """What was added, in order (views of the buffers)."""
+        return tuple(buffer[:self.filled] for buffer in self._buffers)

@@ -45,8 +45,12 @@ def pair_squared_distances(features: Tensor, norms: Tensor, rows: Tensor, cols: 
     by torchreid's formula, in chunks within ``budget`` (clamped at 0: rounding can make
     an image's distance to itself slightly negative)."""
     chunk = max(1, budget // (2 * features.element_size() * features.shape[1]))
-    dots = torch.cat([(features[rows[i:i + chunk]] * features[cols[i:i + chunk]]).sum(dim=1)
-                      for i in range(0, len(rows), chunk)] or [norms.new_zeros(0)])
+    # Written into one tensor: small results kept between large temporaries would pin
+    # glibc's heap, which then holds gigabytes it cannot give back (seen with two threads).
+    dots = norms.new_empty(len(rows))
+    for start in range(0, len(rows), chunk):
+        pairs = slice(start, start + chunk)
+        dots[pairs] = (features[rows[pairs]] * features[cols[pairs]]).sum(dim=1)
     return (norms[rows] + norms[cols] - 2 * dots).clamp_min_(0)
 
 

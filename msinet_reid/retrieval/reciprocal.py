@@ -22,7 +22,8 @@ import torch
 from scipy import sparse
 from torch import Tensor
 
-from .blocks import BLOCK_BYTES, cost_blocks, pointers, ragged_arange, row_blocks, row_sizes
+from .blocks import (BLOCK_BYTES, Filling, cost_blocks, pointers, ragged_arange, row_blocks,
+                     row_sizes)
 from .distance import nearest_neighbours, pair_squared_distances, squared_norms, unit_rows
 
 # A sparse matrix as three aligned 1-d tensors sorted by row: (rows, cols, values).
@@ -49,7 +50,7 @@ def reciprocal_encoding(rank: Tensor, k1: int, pair_distance: PairDistance,
     n, half = len(rank), int(round(k1 / 2))  # round half to even, as numpy.around
     mine, halves = reciprocal_mask(rank, k1, budget), reciprocal_mask(rank, half, budget)
     width, narrow = k1 + 1, half + 1
-    rows, cols = [], []
+    found = Filling(n * width * (narrow + 1), torch.long, device=rank.device)
     for block in row_blocks(n, width * narrow * (width + 24), budget):
         candidates, own = rank[block, :width], mine[block]  # (B, K)
         theirs, valid = rank[candidates, :narrow], halves[candidates]  # (B, K, H)
@@ -60,10 +61,10 @@ def reciprocal_encoding(rank: Tensor, k1: int, pair_distance: PairDistance,
         ids = torch.arange(block.start, block.stop, device=rank.device)
         keys = torch.cat((ids[:, None].expand_as(own)[own] * n + candidates[own],
                           ids[:, None, None].expand_as(taken)[taken] * n + theirs[taken]))
-        keys = keys.unique()  # sorted: by row, then column
-        rows.append(keys // n)
-        cols.append(keys % n)
-    rows, cols = torch.cat(rows), torch.cat(cols)
+        found.add(keys.unique())  # sorted: by row, then column
+    keys, = found.tensors()
+    rows, cols = keys // n, keys % n
+    del keys, found
     weights = torch.exp(-pair_distance(rows, cols))
     totals = weights.new_zeros(n).index_add_(0, rows, weights)
     return rows, cols, weights / totals[rows]
@@ -75,8 +76,9 @@ def query_expansion(encoding: Entries, nearest: Tensor, n: int,
     rows, cols, values = encoding
     row_pointers = pointers(rows, n)
     count = nearest.shape[1]
-    out_rows, out_cols, out_values = [], [], []
-    for block in cost_blocks(row_sizes(row_pointers)[nearest].sum(dim=1) * 32, budget):
+    sources_sizes = row_sizes(row_pointers)[nearest].sum(dim=1)  # bounds each row's union
+    expanded = Filling(int(sources_sizes.sum()), torch.long, values.dtype, device=rows.device)
+    for block in cost_blocks(sources_sizes * 32, budget):
         sources = nearest[block].flatten()
         lengths = row_pointers[sources + 1] - row_pointers[sources]
         taken = ragged_arange(row_pointers[sources], lengths)
@@ -84,10 +86,9 @@ def query_expansion(encoding: Entries, nearest: Tensor, n: int,
         owners = owners.repeat_interleave(count).repeat_interleave(lengths)
         keys, slots = (owners * n + cols[taken]).unique(return_inverse=True)
         summed = values.new_zeros(len(keys)).index_add_(0, slots, values[taken])
-        out_rows.append(keys // n)
-        out_cols.append(keys % n)
-        out_values.append(summed / count)
-    return torch.cat(out_rows), torch.cat(out_cols), torch.cat(out_values)
+        expanded.add(keys, summed / count)
+    keys, means = expanded.tensors()
+    return keys // n, keys % n, means.clone()
 
 
 def encode(features: Tensor, k1: int, k2: int, rank: Tensor, pair_distance: PairDistance,
@@ -180,7 +181,8 @@ def jaccard_distance(features: Tensor, k1: int = 20, k2: int = 6, knn: str = 'to
         return pair_squared_distances(features, norms, rows, cols, budget)
 
     encoding = encode(features, k1, min(k2, k1 + 1), rank, squared_distance, budget)
-    data, indices, lengths = [], [], []
+    graph = Filling(n * max(k1, 1), torch.float32, torch.long)
+    lengths = torch.zeros(n, dtype=torch.long)
     everyone = slice(0, n)
     for block, rows, cols, shared in overlaps(encoding, n, everyone, everyone, budget):
         distance = jaccard(shared)
@@ -188,9 +190,8 @@ def jaccard_distance(features: Tensor, k1: int = 20, k2: int = 6, knn: str = 'to
         rows, cols, distance = rows[kept], cols[kept], distance[kept]
         # Each row sorted by distance, as DBSCAN wants: one sort by (row, distance).
         order = torch.argsort(rows.double() * 2 + distance.double())
-        data.append(distance[order].cpu())
-        indices.append(cols[order].cpu())
-        lengths.append(torch.bincount(rows, minlength=block.stop - block.start).cpu())
-    indptr = np.concatenate(([0], torch.cat(lengths).cumsum(0).numpy()))
-    return sparse.csr_matrix((torch.cat(data).numpy(), torch.cat(indices).numpy(), indptr),
-                             shape=(n, n))
+        graph.add(distance[order].cpu(), cols[order].cpu())
+        lengths[block] = torch.bincount(rows, minlength=block.stop - block.start).cpu()
+    data, indices = graph.tensors()
+    indptr = np.concatenate(([0], lengths.cumsum(0).numpy()))
+    return sparse.csr_matrix((data.numpy(), indices.numpy(), indptr), shape=(n, n))

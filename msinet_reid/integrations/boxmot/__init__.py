@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from ...atomic import PathLike, atomic_write
-from ...deploy import InferenceModel, load_trained
-from ...export import export_onnx
+from ...deploy import InferenceModel, export_onnx, load_trained
 from ...weights import PretrainedWeights, load_checkpoint
 from ...models import MSINet, list_models
 from ...models.registry import observe_models

@@ -13,10 +13,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ._torchreid import models
-from .models import list_models
-from .models.msinet import TRAINING_HEADS as TRAINING_ONLY, MSINet
-from .weights import PathLike, PretrainedWeightsError, load_state_dict_file
+from .._torchreid import models
+from ..models import list_models
+from ..models.msinet import TRAINING_HEADS as TRAINING_ONLY, MSINet
+from ..weights import PathLike, PretrainedWeightsError, load_state_dict_file
 
 
 def _conv_bn_pairs(module: nn.Module) -> Iterator[Tuple[nn.Sequential, str, str]]:

@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from tqdm import tqdm
 
-from .data.images import read_rgb
-from .weights import PathLike
+from ..data.images import read_rgb
+from ..weights import PathLike
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 # ImageNet statistics, torchreid's defaults for training and testing.
