@@ -134,9 +134,11 @@ def measure(variant: str, size: str, args) -> Row:
                 why = (f'stopped above {args.ceiling_gb} GB' if resident > ceiling
                        else f'stopped after {args.time_limit} s')
                 return Row(elapsed, peak, None, None, why)
-        if 'row' not in results:
-            raise RuntimeError(f'{variant} at {size} failed (exit code {process.exitcode})')
-        return Row(*results['row'])
+        if 'row' in results:
+            return Row(*results['row'])
+        if variant.startswith('torchreid'):  # e.g. numpy's MemoryError before the ceiling
+            return Row(0.0, peak, None, None, f'failed (exit code {process.exitcode})')
+        raise RuntimeError(f'{variant} at {size} failed (exit code {process.exitcode})')
 
 
 def _process_resident_bytes(pid: int) -> int:
