@@ -28,6 +28,8 @@ from typing import Dict, List, NamedTuple, Optional
 import numpy as np
 import torch
 
+import msinet_reid  # noqa: F401  (torchreid's official module names, in either layout)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory import reset_peak, resident_kib  # noqa: E402
 

@@ -72,5 +72,6 @@ def test_retrieval_benchmark_quick(tmp_path):
     assert set(rows) == {'torchreid', 'msinet-reid', 'torchreid re-ranked',
                          'msinet-reid re-ranked'}
     for variant in ('msinet-reid', 'msinet-reid re-ranked'):
+        assert not rows[variant.replace('msinet-reid', 'torchreid')]['stopped']  # it ran
         assert rows[variant]['largest_difference'] < 1e-5
     assert rows['msinet-reid re-ranked']['mAP'] != rows['msinet-reid']['mAP']
