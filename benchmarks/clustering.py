@@ -36,6 +36,7 @@ import msinet_reid  # noqa: F401
 from msinet_reid.unsupervised import jaccard_distance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import plots  # noqa: E402
 from memory import in_fresh_process, peak_above, reset_peak  # noqa: E402
 
 IMAGES_PER_IDENTITY = {2000: 16, 8000: 16, 12936: 17, 32621: 31}  # Market ~17, MSMT ~31
@@ -180,6 +181,12 @@ def main(argv: Optional[list] = None) -> list:
     if args.out:
         args.out.write_text(json.dumps({'threads': args.threads, 'repeats': args.repeats,
                                         'rows': rows}, indent=1))
+        plots.save_beside(args.out, plots.scaling(rows, 'n', {
+            'sparse, separated': ['sparse_s', 'sparse_mib', 'separated'],
+            'sparse, noisy': ['sparse_s', 'sparse_mib', 'noisy'],
+            'dense, separated': ['dense_s', 'dense_mib', 'separated'],
+            'dense, noisy': ['dense_s', 'dense_mib', 'noisy'],
+        }, f'Jaccard distance + DBSCAN, {args.threads} threads'))
     return rows
 
 

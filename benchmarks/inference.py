@@ -35,6 +35,9 @@ from msinet_reid.data import make_market1501
 from msinet_reid.deploy import InferenceModel
 from torchreid import models
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import plots  # noqa: E402
+
 MODELS = ('resnet50', 'osnet_x1_0', 'msinet', 'msinet_sam')
 BASELINE = 'resnet50'
 MIN_SAMPLE_SECONDS = 0.2  # small batches are timed over several calls per sample
@@ -266,6 +269,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
+        plots.save_beside(args.out, plots.latency(results))
     return results
 
 

@@ -31,6 +31,7 @@ import torch
 import msinet_reid  # noqa: F401  (torchreid's official module names, in either layout)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import plots  # noqa: E402
 from memory import reset_peak, resident_kib  # noqa: E402
 
 SIZES = {  # queries, gallery images of queried identities, distractors, identities
@@ -197,6 +198,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, dict]]:
         args.out.write_text(json.dumps({'threads': args.threads, 'k1': args.k1, 'k2': args.k2,
                                         'lambda_value': args.lambda_value, 'rows': table},
                                        indent=1))
+        plots.save_beside(args.out, plots.retrieval(table))
     return table
 
 

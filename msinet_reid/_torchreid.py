@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict
 
-import torchreid
+import torchreid  # noqa: F401  (imports torchreid.reid in the PyPI layout)
 
 _NESTED_PREFIX = 'torchreid.reid.'
 

@@ -21,7 +21,18 @@ def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it; mkstemp makes 0600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    """The process's file mode creation mask, read without changing it."""
+    try:
+        with open('/proc/self/status') as status:
+            line = next(line for line in status if line.startswith('Umask:'))
+        return int(line.split()[1], 8)
+    except (OSError, StopIteration):
+        return 0o022

@@ -211,11 +211,14 @@ def _evaluate(args: argparse.Namespace) -> None:
         [Path(path) for path in datamanager_images(datamanager, train=False)], args)
     drop_images(datamanager, [image.path for image in unreadable])
     results = evaluate(model, datamanager, device, check=False, rerank=args.rerank, k1=args.k1,
-                       k2=args.k2, lambda_value=args.lambda_value)
+                       k2=args.k2, lambda_value=args.lambda_value, visrank=args.visrank,
+                       visrank_topk=args.visrank_topk)
     for name, scores in results.items():
         print(f'{name} ({args.weights.name}{", re-ranked" if args.rerank else ""}): '
               f'Rank-1 {scores["rank1"]:.1%}, mAP {scores["mAP"]:.1%}, '
               f'mINP {scores["mINP"]:.1%}')
+    if args.visrank:
+        print(f'Wrote the ranked list of each query to {args.visrank}/<dataset>/<query>.png')
     if unreadable:
         print(f'Left out {len(unreadable)} unreadable test images:' + ''.join(
             f'\n  {image.path}: {image.reason}' for image in unreadable))
@@ -244,6 +247,51 @@ def _add_evaluate(commands) -> None:
     rerank.add_argument('--k2', type=int, default=6, help='neighbours of query expansion')
     rerank.add_argument('--lambda-value', type=float, default=0.3,
                         help='weight of the original distance in the final one')
+    pictures = parser.add_argument_group('ranked lists')
+    pictures.add_argument('--visrank', type=Path, default=None, metavar='DIR',
+                          help="draw each query's best-ranked gallery images in DIR, framed "
+                               'green (its identity) or red (another)')
+    pictures.add_argument('--visrank-topk', type=int, default=10,
+                          help='gallery images per ranked list')
+
+
+def _show_genotype(args: argparse.Namespace) -> None:
+    import json
+
+    from .genotypes import parse_genotype
+    from .models.registry import model_entrypoint
+    from .search import SEARCH_OPS, load_genotype
+    from .search.diagram import draw_genotype
+
+    source, weights, ops = args.genotype, None, SEARCH_OPS
+    title = source
+    if Path(source).is_file():  # a search's genotype.json, with softmax(alpha)
+        genotype = load_genotype(source)
+        record = json.loads(Path(source).read_text())
+        if isinstance(record, dict):
+            weights, ops = record.get('alpha_softmax'), record.get('ops', SEARCH_OPS)
+            if 'epoch' in record:
+                title = f'{source}, epoch {record["epoch"]}/{record.get("max_epoch", "?")}'
+    elif source in list_models():
+        genotype = model_entrypoint(source)(1, pretrained=False).genotype
+    else:
+        genotype = parse_genotype(source)  # a published name or 12 operations
+    path = draw_genotype(genotype, args.out, weights, ops, title)
+    print(f'Wrote {path}: {" ".join(genotype)}')
+
+
+def _add_show_genotype(commands) -> None:
+    parser = commands.add_parser(
+        'show-genotype', help="draw a genotype's cells (needs msinet-reid[plots])",
+        description="Draw a genotype as the paper's Fig. 2 lays MSINet out: three stages of "
+                    'two cells, each with two interaction modules, the operation chosen '
+                    "among the four candidates filled; a search's genotype.json also gives "
+                    'each candidate its softmax(alpha).',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('genotype', help='a registered model (msinet, msinet_vr, ...), a '
+                                         "search's genotype.json, or 12 operations")
+    parser.add_argument('--out', type=Path, default=Path('genotype.png'), help='PNG to write')
+    parser.set_defaults(run=_show_genotype)
 
 
 def _check_data(args: argparse.Namespace) -> int:
@@ -289,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``msinet-reid`` parser, each command's ``run`` in its defaults."""
     parser = argparse.ArgumentParser(prog='msinet-reid', description=__doc__)
     commands = parser.add_subparsers(dest='command', required=True)
-    for add in (_add_demo, _add_export, _add_extract, _add_evaluate, _add_check_data):
+    for add in (_add_demo, _add_export, _add_extract, _add_evaluate, _add_check_data,
+                _add_show_genotype):
         add(commands)
     return parser
 

@@ -7,7 +7,8 @@ is :func:`msinet_reid.retrieval.rank_metrics`: torchreid's figures, in blocks of
 so that MSMT17 and Market-1501+500k evaluate (and re-rank) on one machine. Under torchrun,
 each process extracts its share of the images.
 """
-from typing import Dict, Tuple
+from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -15,9 +16,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from . import distributed
+from .atomic import PathLike
 from .data.images import datamanager_images, require_readable
 from .data.layout import image_data_manager
-from .retrieval import rank_metrics
+from .retrieval import draw_ranked_lists, rank_metrics
 
 
 @torch.no_grad()
@@ -61,7 +63,8 @@ def gather_features(
 
 def evaluate(
     model: nn.Module, datamanager, device: torch.device = torch.device('cpu'),
-    check: bool = True, rerank: bool = False, **rank_options,
+    check: bool = True, rerank: bool = False, visrank: Optional[PathLike] = None,
+    visrank_topk: int = 10, **rank_options,
 ) -> Dict[str, Dict[str, float]]:
     """``{dataset: {'rank1': ..., 'mAP': ..., 'mINP': ...}}`` over the data manager's test
     sets, after checking (unless ``check=False``) that each of their images decodes
@@ -70,7 +73,9 @@ def evaluate(
     The figures of :func:`~msinet_reid.retrieval.rank_metrics` on L2-normalised features
     (torchreid's ``evaluate_rank``, and with ``rerank=True`` its ``re_ranking``);
     ``rank_options`` go to it (``k1``, ``k2``, ``lambda_value``, ...). Under torchrun
-    every process extracts its share of the images and gets the figures.
+    every process extracts its share of the images and gets the figures. ``visrank``, a
+    folder, also draws each query's ``visrank_topk`` best-ranked gallery images there
+    (``<visrank>/<dataset>/<query>.png``, :func:`~msinet_reid.retrieval.draw_ranked_lists`).
 
     Example::
 
@@ -84,9 +89,16 @@ def evaluate(
         query = gather_features(model, loaders['query'], device)
         gallery = gather_features(model, loaders['gallery'], device)
         scores = rank_metrics(query[0], gallery[0], query[1], gallery[1], query[2], gallery[2],
-                              rerank=rerank, **rank_options)
+                              rerank=rerank, topk=visrank_topk if visrank else 0,
+                              **rank_options)
         results[name] = {'rank1': float(scores['cmc'][0]), 'mAP': scores['mAP'],
                          'mINP': scores['mINP']}
+        if visrank and distributed.is_main_process():
+            subsets = datamanager.test_dataset[name]
+            draw_ranked_lists([item[0] for item in subsets['query']],
+                              [item[0] for item in subsets['gallery']], scores['ranked'],
+                              query[1], gallery[1], Path(visrank) / name,
+                              height=datamanager.height, width=datamanager.width)
     return results
 
 

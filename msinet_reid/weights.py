@@ -19,7 +19,6 @@ from .atomic import PathLike, atomic_write
 ENV_VAR = 'MSINET_PRETRAINED'
 
 
-
 class PretrainedWeightsError(RuntimeError):
     """Pretrained weights could not be found, downloaded or read."""
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,3 +105,32 @@ def test_torchrun_trains_on_every_gpu_with_nccl(tiny_market, tmp_path):
         capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / 'log' / 'model' / 'model.pth.tar-1').exists()
+
+
+@pytest.mark.parametrize('rerank', [False, True])
+def test_ranking_on_the_gpu_equals_the_cpu(rerank):
+    """rank_metrics runs on the features' device: in float64, the GPU's figures are the
+    CPU's (and so torchreid's, tests/test_retrieval.py)."""
+    from msinet_reid.retrieval import rank_metrics
+    from test_retrieval import identities
+
+    (qf, *query), (gf, *gallery) = identities(80, 600, seed=2, distractors=60)
+    labels = (query[0], gallery[0], query[1], gallery[1])
+    cpu = rank_metrics(qf, gf, *labels, rerank=rerank, budget=2 ** 18)
+    gpu = rank_metrics(qf.to(last_device()), gf.to(last_device()), *labels, rerank=rerank,
+                       budget=2 ** 18)
+    np.testing.assert_allclose(gpu['cmc'], cpu['cmc'], rtol=0, atol=1e-9)
+    assert gpu['mAP'] == pytest.approx(cpu['mAP'], abs=1e-9)
+    assert gpu['mINP'] == pytest.approx(cpu['mINP'], abs=1e-9)
+
+
+def test_clustering_on_the_gpu_equals_the_cpu():
+    from msinet_reid.unsupervised import cluster_pseudo_labels
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(40, 64, generator=generator)
+    features = centres.repeat_interleave(8, 0) + 0.3 * torch.randn(320, 64, generator=generator)
+    cpu = cluster_pseudo_labels(features, k1=10, k2=3)
+    gpu = cluster_pseudo_labels(features.to(last_device()), k1=10, k2=3)
+    np.testing.assert_array_equal(gpu, cpu)
+    assert cpu.max() >= 30

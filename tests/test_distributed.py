@@ -85,6 +85,7 @@ def _check_gather(info, tmp_path):
     gathered.sum().backward()  # only this process's rows carry gradient
     assert torch.equal(x.grad, torch.ones(2, 3))
     # Averaged in flat buckets: one all_reduce per dtype when they fit, each tensor's mean.
+
     def tensors():
         return [torch.full((3, 2), float(info.rank)), torch.arange(5.0) * (info.rank + 1),
                 torch.full((4,), float(info.rank), dtype=torch.float64)]

@@ -34,7 +34,8 @@ def test_explicit_path_loads_and_reports_skipped_classifiers(imagenet_checkpoint
     assert_backbone_loaded(model, imagenet_checkpoint)
     report = capsys.readouterr().out
     assert 'Loaded 557/561 tensors' in report
-    assert 'skipped classifier.weight: checkpoint shape (1000, 512), model shape (751, 512)' in report
+    assert ('skipped classifier.weight: checkpoint shape (1000, 512), model shape (751, 512)'
+            in report)
     assert 'skipped f_classifier.bias' in report
     assert not (hub_dir / 'checkpoints').exists()  # nothing downloaded
 

@@ -159,6 +159,8 @@ def test_tiny_search_finds_a_genotype_that_builds_and_trains(datamanager, tmp_pa
     assert record['epoch'] == EPOCHS and record['ratios'] == [60, 80]
     assert torch.allclose(torch.tensor(record['alpha_softmax']).sum(1), torch.ones(12))
     assert list(tmp_path.glob('events.out.tfevents.*'))  # TensorBoard log
+    for picture in ('genotype.png', 'genotype_history.png'):  # beside the genotype file
+        assert (tmp_path / picture).read_bytes().startswith(b'\x89PNG')
 
     name = unique_name()
     msinet_reid.register_genotype(name, genotype)

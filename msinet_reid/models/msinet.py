@@ -30,6 +30,7 @@ def build_interaction(op: str, channels: int) -> nn.Module:
     """The interaction module a genotype token names (the default ``InteractionFactory``)."""
     return INTERACTIONS[op](channels)
 
+
 # ImageNet-pretrained MSINet published by the paper's authors (reference layout).
 MSINET_IMAGENET = PretrainedWeights(
     filename='msinet_msmt.pth.tar',

@@ -7,12 +7,15 @@ re-ranking and ranking metrics, in blocks under a memory budget.
 - :func:`reranked_distances`: torchreid's re-ranked distances, sparse, block by block;
 - :func:`jaccard_distance`: the k-reciprocal Jaccard distance within one set, the
   clustering of unsupervised training;
+- :func:`draw_ranked_lists`: pictures of each query's top-ranked gallery images;
 - :func:`nearest_neighbours`, :func:`squared_distances`: the building blocks.
 """
 from .distance import nearest_neighbours, squared_distances, unit_rows
 from .metrics import rank_metrics
+from .ranked_lists import MATCH_COLOUR, OTHER_COLOUR, draw_ranked_lists
 from .reciprocal import jaccard_distance
 from .rerank import reranked_distances
 
-__all__ = ['jaccard_distance', 'nearest_neighbours', 'rank_metrics', 'reranked_distances',
-           'squared_distances', 'unit_rows']
+__all__ = ['MATCH_COLOUR', 'OTHER_COLOUR', 'draw_ranked_lists', 'jaccard_distance',
+           'nearest_neighbours', 'rank_metrics', 'reranked_distances', 'squared_distances',
+           'unit_rows']

@@ -5,7 +5,7 @@ by Euclidean distance, computed as torchreid's ``compute_distance_matrix(..., 'e
 computes it (the squared distance ``|a|^2 + |b|^2 - 2 a.b``), so that rankings and
 re-ranking equal torchreid's.
 """
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -17,10 +17,15 @@ from .blocks import BLOCK_BYTES, row_blocks
 KNN_BACKENDS = ('torch', 'faiss')
 
 
+def full_precision(features: Tensor) -> Tensor:
+    """``features`` in float32 at least (float64 stays float64)."""
+    features = features.detach()
+    return features.to(torch.promote_types(features.dtype, torch.float32))
+
+
 def unit_rows(features: Tensor) -> Tensor:
     """``features`` L2-normalised per row, in float32 (float64 stays float64)."""
-    features = features.detach()
-    return F.normalize(features.to(torch.promote_types(features.dtype, torch.float32)), dim=1)
+    return F.normalize(full_precision(features), dim=1)
 
 
 def squared_norms(features: Tensor) -> Tensor:
@@ -39,19 +44,67 @@ def squared_distances(a: Tensor, b: Tensor, a_norms: Optional[Tensor] = None,
     return distance.addmm_(a, b.t(), beta=1, alpha=-2)
 
 
+def pair_dots(a: Tensor, b: Tensor, rows: Tensor, cols: Tensor,
+              budget: int = BLOCK_BYTES) -> Tensor:
+    """``a[rows[i]] . b[cols[i]]`` for every ``i``, in chunks within ``budget``."""
+    chunk = max(1, budget // (2 * a.element_size() * a.shape[1]))
+    # Written into one tensor: small results kept between large temporaries would pin
+    # glibc's heap, which then holds gigabytes it cannot give back (seen with two threads).
+    dots = a.new_empty(len(rows))
+    for start in range(0, len(rows), chunk):
+        pairs = slice(start, start + chunk)
+        dots[pairs] = (a[rows[pairs]] * b[cols[pairs]]).sum(dim=1)
+    return dots
+
+
 def pair_squared_distances(features: Tensor, norms: Tensor, rows: Tensor, cols: Tensor,
                            budget: int = BLOCK_BYTES) -> Tensor:
     """Squared Euclidean distances of the pairs ``(rows[i], cols[i])`` of ``features``,
-    by torchreid's formula, in chunks within ``budget`` (clamped at 0: rounding can make
-    an image's distance to itself slightly negative)."""
-    chunk = max(1, budget // (2 * features.element_size() * features.shape[1]))
-    # Written into one tensor: small results kept between large temporaries would pin
-    # glibc's heap, which then holds gigabytes it cannot give back (seen with two threads).
-    dots = norms.new_empty(len(rows))
-    for start in range(0, len(rows), chunk):
-        pairs = slice(start, start + chunk)
-        dots[pairs] = (features[rows[pairs]] * features[cols[pairs]]).sum(dim=1)
+    by torchreid's formula (clamped at 0: rounding can make an image's distance to itself
+    slightly negative)."""
+    dots = pair_dots(features, features, rows, cols, budget)
     return (norms[rows] + norms[cols] - 2 * dots).clamp_min_(0)
+
+
+class EuclideanBlock:
+    """The squared Euclidean distances of a block of queries to the gallery, on demand:
+    ``pairs`` of given images, or ``columns``, a slice of the gallery."""
+
+    def __init__(self, rows: slice, queries: Tensor, query_norms: Tensor, gallery: Tensor,
+                 scale: Tensor, gallery_norms: Tensor, budget: int) -> None:
+        self.rows = rows
+        self._queries, self._query_norms = queries[rows], query_norms[rows]
+        self._gallery, self._scale, self._gallery_norms = gallery, scale, gallery_norms
+        self._budget = budget
+
+    def pairs(self, local: Tensor, gallery: Tensor) -> Tensor:
+        dots = pair_dots(self._queries, self._gallery, local, gallery, self._budget)
+        return (self._query_norms[local] + self._gallery_norms[gallery]
+                - 2 * dots * self._scale[gallery])
+
+    def columns(self, gallery: slice) -> Tensor:
+        distance = (self._queries @ self._gallery[gallery].t()).mul_(self._scale[gallery])
+        return distance.mul_(-2).add_(self._query_norms[:, None]).add_(
+            self._gallery_norms[gallery])
+
+
+def euclidean_blocks(qf: Tensor, gf: Tensor, normalize: bool = True, rows: int = 1024,
+                     budget: int = BLOCK_BYTES) -> Iterator[EuclideanBlock]:
+    """:class:`EuclideanBlock` of ``rows`` queries at a time, between ``qf`` and ``gf``
+    L2-normalised with ``normalize``, without a normalised copy of the gallery (which may
+    be the largest array in memory): ``q.g / |g|`` is the dot product with the unit
+    gallery feature."""
+    queries = unit_rows(qf) if normalize else full_precision(qf)
+    gallery = gf.to(queries.dtype)
+    scale = (gallery.norm(dim=1).clamp_min(1e-12).reciprocal() if normalize  # F.normalize's
+             else gallery.new_ones(len(gallery)))  # eps
+    gallery_norms = torch.cat([squared_norms(gallery[block] * scale[block, None])
+                               for block in row_blocks(len(gallery), 2 * gallery.shape[1]
+                                                       * gallery.element_size(), budget)])
+    query_norms = squared_norms(queries)
+    for start in range(0, len(queries), rows):
+        yield EuclideanBlock(slice(start, min(start + rows, len(queries))), queries,
+                             query_norms, gallery, scale, gallery_norms, budget)
 
 
 def nearest_neighbours(features: Tensor, k: int, knn: str = 'torch',

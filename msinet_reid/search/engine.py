@@ -20,6 +20,7 @@ from ..evaluation import extract_features
 from ..engine.base import DistributedEngine
 from ..losses.memory import IdentityMemory
 from ..optim import PAPER_EPOCHS, WarmupMultiStepLR, paper_schedule
+from .diagram import draw_genotype, history_figure, save_figure
 from .genotype_file import save_genotype
 from .scheme import get_scheme
 from .split import Item, check_ratios, split_identities
@@ -27,6 +28,7 @@ from .supernet import MSINetSupernet
 
 CHECKPOINT_FILE = 'search_checkpoint.pth'
 GENOTYPE_FILE = 'genotype.json'
+GENOTYPE_PICTURE, HISTORY_PICTURE = 'genotype.png', 'genotype_history.png'
 
 
 def build_search_optimizers(
@@ -178,6 +180,7 @@ class TCMSearchEngine(DistributedEngine):
         self._valid_batches: Iterator[dict] = iter(())
         self._epoch_losses = utils.MetricMeter()
         self.history = []  # genotype after each epoch
+        self._told_no_pictures = False
         self.save_dir = Path('log')
 
     # ----------------------------------------------------------------- set-up checks
@@ -290,9 +293,9 @@ class TCMSearchEngine(DistributedEngine):
         if max_epoch > start_epoch:
             genotype = ' '.join(self.model.genotype())
             self.log(f'=> Searched genotype: {genotype}\n   written to '
-                  f'{self.save_dir / GENOTYPE_FILE}; train it with\n'
-                  f"   msinet_reid.register_genotype('my_msinet', "
-                  f"msinet_reid.search.load_genotype('{self.save_dir / GENOTYPE_FILE}'))")
+                     f'{self.save_dir / GENOTYPE_FILE}; train it with\n'
+                     f"   msinet_reid.register_genotype('my_msinet', "
+                     f"msinet_reid.search.load_genotype('{self.save_dir / GENOTYPE_FILE}'))")
 
     def train(self, print_freq: int = 10, fixbase_epoch: int = 0, open_layers=None) -> None:
         if not self._memories_ready:
@@ -323,7 +326,7 @@ class TCMSearchEngine(DistributedEngine):
         weights = self.model.arch_weights().cpu()
         self.history.append(list(genotype))
         self.log(f'=> Search epoch {self.epoch + 1}/{self.max_epoch}  {self._epoch_losses}\n'
-              f'   genotype: {" ".join(genotype)}\n{self._format_weights(weights)}')
+                 f'   genotype: {" ".join(genotype)}\n{self._format_weights(weights)}')
         if self.writer is not None:
             for name, meter in self._epoch_losses.meters.items():
                 self.writer.add_scalar(f'Search/{name}', meter.avg, self.epoch)
@@ -338,7 +341,20 @@ class TCMSearchEngine(DistributedEngine):
                 max_epoch=self.max_epoch, scheme=self.scheme_name, ratios=list(self.ratios),
                 seed=self.seed, ops=list(self.model.ops), alpha_softmax=weights.tolist(),
             )
+            self._draw(genotype, weights.tolist())
         self.save_model(self.epoch, None, self.save_dir)
+
+    def _draw(self, genotype: Sequence[str], weights: list) -> None:
+        """Pictures beside the genotype file: the genotype with softmax(alpha), and the
+        genotype of every epoch so far. Without matplotlib the search goes on, once told."""
+        try:
+            draw_genotype(genotype, self.save_dir / GENOTYPE_PICTURE, weights, self.model.ops,
+                          title=f'searched genotype, epoch {self.epoch + 1}/{self.max_epoch}')
+            save_figure(history_figure(self.history), self.save_dir / HISTORY_PICTURE)
+        except ImportError as error:
+            if not self._told_no_pictures:
+                self.log(f'=> No genotype pictures: {error}')
+                self._told_no_pictures = True
 
     def _format_weights(self, weights: Tensor) -> str:
         lines = ['   softmax(alpha)  ' + ''.join(f'{op:>10}' for op in self.model.ops)]

@@ -87,7 +87,7 @@ class ClusterContrastEngine(DistributedEngine):
         counts = {'images': len(items), 'clusters': num_clusters,
                   'outliers': int((labels < 0).sum())}
         self.log(f'=> Clustering: {counts["clusters"]} clusters from {counts["images"]} images, '
-              f'{counts["outliers"]} left out')
+                 f'{counts["outliers"]} left out')
         needed = self.batch_size // self.num_instances
         if num_clusters < needed:
             raise RuntimeError(
