@@ -25,9 +25,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-from .synthetic import (
-    DOMAINS, JPEG_QUALITY, PathLike, _camera, _draw_person, _look, _Look, _rng, write_once,
-)
+from .scenes import DOMAINS, Look, draw_person, random_camera, random_look, random_stream
+from .synthetic import JPEG_QUALITY, PathLike, write_once
 
 __all__ = ['make_mot_sequence', 'read_mot', 'score_tracks']
 
@@ -41,7 +40,7 @@ _SCENE_STREAM, _PERSON_STREAM, _FRAME_STREAM = 21, 22, 23
 
 @dataclass
 class _Walker:
-    look: _Look
+    look: Look
     figure: float  # height in pixels
     lane: int
     top: float  # y of the head
@@ -152,8 +151,8 @@ def _walkers(params: dict) -> List[_Walker]:
     width, height, lanes = params['width'], params['height'], params['num_lanes']
     walkers = []
     for index in range(params['num_people']):
-        rng = _rng(params['seed'], _PERSON_STREAM, index)
-        look = _look(rng, STREET.clothes)
+        rng = random_stream(params['seed'], _PERSON_STREAM, index)
+        look = random_look(rng, STREET.clothes)
         figure = 0.55 * height * look.height / 0.85
         lane = index % lanes
         # Lanes lie one above the other, so persons of nearby lanes overlap when passing.
@@ -200,22 +199,22 @@ def _visibility(walkers: List[_Walker], order: List[int], width: int, height: in
 
 def _write_sequence(folder: Path, params: dict, progress: bool) -> None:
     width, height, seed = params['width'], params['height'], params['seed']
-    camera = _camera(_rng(seed, _SCENE_STREAM), height, width, STREET)
+    camera = random_camera(random_stream(seed, _SCENE_STREAM), height, width, STREET)
     walkers = _walkers(params)
     for sub in ('img1', 'gt', 'det'):
         (folder / sub).mkdir()
     gt, det = [], []
     frames = range(1, params['num_frames'] + 1)
     for frame in tqdm(frames, desc='synthetic MOT sequence', unit='frame', disable=not progress):
-        rng = _rng(seed, _FRAME_STREAM, frame)
+        rng = random_stream(seed, _FRAME_STREAM, frame)
         order = sorted(range(len(walkers)), key=lambda i: walkers[i].top + walkers[i].figure)
         image = Image.fromarray(np.uint8(np.clip(camera.background, 0, 255)))
         draw = ImageDraw.Draw(image)
         for index in order:  # back to front
             walker = walkers[index]
             stride = 0.15 + 0.15 * np.sin(walker.phase)
-            _draw_person(draw, walker.look, walker.x, walker.top, walker.figure,
-                         flip=1 if walker.speed > 0 else -1, stride=float(stride))
+            draw_person(draw, walker.look, walker.x, walker.top, walker.figure,
+                        flip=1 if walker.speed > 0 else -1, stride=float(stride))
         _write_frame(image, camera, rng, folder / 'img1' / f'{frame:06d}.jpg')
         for index, visible in enumerate(_visibility(walkers, order, width, height)):
             x, y, w, h = walkers[index].box()
