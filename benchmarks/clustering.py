@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import msinet_reid  # noqa: F401
-from msinet_reid.unsupervised import jaccard_distance
+from msinet_reid.unsupervised import cluster_pseudo_labels
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plots  # noqa: E402
@@ -107,12 +107,14 @@ class Result(NamedTuple):
 
 
 def _cluster(variant: str, features: Tensor, args) -> np.ndarray:
+    """The pseudo labels: msinet-reid's ``cluster_pseudo_labels`` (what Cluster Contrast
+    runs), or DBSCAN on the dense N x N Jaccard distances."""
     from sklearn.cluster import DBSCAN
 
-    if variant == 'dense':
-        distance = dense_jaccard_distance(features, args.k1, args.k2)
-    else:
-        distance = jaccard_distance(features, args.k1, args.k2)
+    if variant == 'sparse':
+        return cluster_pseudo_labels(features, eps=args.eps, min_samples=4, k1=args.k1,
+                                     k2=args.k2)
+    distance = dense_jaccard_distance(features, args.k1, args.k2)
     return DBSCAN(eps=args.eps, min_samples=4, metric='precomputed').fit_predict(distance)
 
 
