@@ -58,6 +58,9 @@ def scaling(rows: List[Dict], x: str, series: Dict[str, List[str]], title: str) 
             axis.set_ylabel(name)
             axis.set_xscale('log')
             axis.set_yscale('log')
+            sizes = sorted({row[x] for row in rows})
+            axis.set_xticks(sizes, [f'{size:,}' for size in sizes])
+            axis.tick_params(axis='x', which='minor', bottom=False, labelbottom=False)
             axis.legend(fontsize=8)
         figure.suptitle(title)
     return draw
@@ -80,10 +83,12 @@ def retrieval(table: Dict[str, Dict[str, dict]]) -> Callable:
                 for bar, was_stopped in zip(bars, stopped):
                     if was_stopped:
                         bar.set_hatch('//')
-        for axis, name in ((time_axis, 'seconds (hatched: stopped)'),
+        for axis, name in ((time_axis, 'seconds (hatched: stopped or failed)'),
                            (memory_axis, 'peak GiB above the features')):
             axis.set_xticks([index + 0.4 - width / 2 for index in range(len(sizes))], sizes)
             axis.set_ylabel(name)
             axis.set_yscale('log')
-        time_axis.legend(fontsize=8)
+        handles, labels = time_axis.get_legend_handles_labels()
+        figure.legend(handles, labels, loc='outside upper center', ncol=len(variants),
+                      fontsize=8)
     return draw
