@@ -155,6 +155,7 @@ def _check_on_every_rank(info, paths, out):
         (out / f'rank-{info.rank}').write_text(f'{len(decoded)}\n{error}')
 
 
+@pytest.mark.slow
 def test_under_torchrun_rank_0_checks_and_every_process_stops(tmp_path):
     damaged_folder(tmp_path / 'crops')
     paths = sorted(str(p) for p in (tmp_path / 'crops').iterdir())
@@ -297,6 +298,7 @@ def test_evaluate_names_a_broken_onnx_file_and_another_models_checkpoint(market,
     assert evaluate(tmp_path / 'vr.pth', market, '--model', 'msinet_vr') == 0
 
 
+@pytest.mark.slow
 def test_the_command_hides_torchreids_cython_warning():
     result = subprocess.run([sys.executable, '-m', 'msinet_reid_cli', 'check-data', '--help'],
                             capture_output=True, text=True, timeout=120)

@@ -178,6 +178,7 @@ RUNNABLE_PAGES = [page for page in PAGES
                   if any(b.language == 'python' and not b.needs for b in blocks(page))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('page', RUNNABLE_PAGES, ids=[page_id(p) for p in RUNNABLE_PAGES])
 def test_every_runnable_python_block_runs(page, workspace, imagenet_checkpoint_file):
     runnable = [(b.line, b.code) for b in blocks(page) if b.language == 'python' and not b.needs]

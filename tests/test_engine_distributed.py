@@ -238,9 +238,10 @@ def test_search_keeps_alpha_weights_buffers_and_memories_identical_on_every_proc
         result = json.loads((tmp_path / f'search-{rank}.json').read_text())
         assert result['local_batch'] == GLOBAL_BATCH // 2
         assert len(result['checks']) >= 2 and all(result['checks'])
-    # Rank 0 alone wrote the genotype and the checkpoint ...
+    # Rank 0 alone wrote the genotype, its pictures and the checkpoint ...
     assert sorted(p.name for p in (tmp_path / 'search').iterdir() if not p.name.startswith(
-        'events')) == ['genotype.json', 'search_checkpoint.pth']
+        'events')) == ['genotype.json', 'genotype.png', 'genotype_history.png',
+                       'search_checkpoint.pth']
     # ... which a single process resumes.
     search = _search_engine(_manager(root, ['random_flip']))
     assert search.resume(tmp_path / 'search' / 'search_checkpoint.pth') == 1

@@ -52,9 +52,11 @@ def test_experiments_resolve_to_the_papers_settings():
     assert overrides == {'max_epoch': 5, 'lr': 0.01}
 
 
-def test_readme_experiments_exist():
-    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
-    named = set(re.findall(r'--experiment (\w+)', readme))
+def test_documented_experiments_exist():
+    root = Path(__file__).resolve().parents[1]
+    pages = [root / 'README.md', *sorted((root / 'docs').glob('*.md'))]
+    named = {name for page in pages
+             for name in re.findall(r'--experiment (\w+)', page.read_text())}
     assert named and named <= set(train_msinet.EXPERIMENTS)
 
 

@@ -179,6 +179,7 @@ class _Killed(RuntimeError):
     pass
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_exactly(datamanager, tmp_path):
     uninterrupted = _engine(datamanager)
     uninterrupted.run(save_dir=str(tmp_path / 'whole'), **RUN)
