@@ -79,6 +79,9 @@ def test_torchrun_two_processes_then_resume_in_one(root, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count('Checkpoint saved') == 1  # rank 0 alone writes and prints
     assert result.stdout.count('** Results **') == 1
+    # torchreid's start and end lines: rank 0 alone speaks.
+    assert result.stdout.count('=> Start training') == 1
+    assert result.stdout.count('Elapsed ') == 1
     checkpoint = save_dir / 'model' / 'model.pth.tar-1'
 
     trainer = train_msinet.main([*flags, '--epochs', '2', '--resume', str(checkpoint)])
