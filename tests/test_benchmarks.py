@@ -75,3 +75,13 @@ def test_retrieval_benchmark_quick(tmp_path):
         assert not rows[variant.replace('msinet-reid', 'torchreid')]['stopped']  # it ran
         assert rows[variant]['largest_difference'] < 1e-5
     assert rows['msinet-reid re-ranked']['mAP'] != rows['msinet-reid']['mAP']
+
+
+def test_extraction_benchmark_quick_mode(tmp_path):
+    benchmark = load_script('benchmarks/extraction.py')
+    rows = benchmark.main(['--quick', '--out', str(tmp_path / 'extraction.json')])
+    assert list(rows) == ['256']
+    assert set(rows['256']) == {'list + torch.cat (torchreid)', 'msinet-reid'}
+    for row in rows['256'].values():
+        assert row['features_mib'] == 256 * 768 * 4 / 2 ** 20 and row['peak_mib'] > 0
+    assert json.loads((tmp_path / 'extraction.json').read_text())['rows'] == rows
