@@ -7,7 +7,9 @@ sees the matrix products inside attention), and latency at each batch size on th
 (``msinet_reid.deploy``) and its ONNX export in onnxruntime, fp32 and int8
 (``msinet_reid.deploy.quantize_onnx``, calibrated on synthetic crops; the weights are
 untrained, so only its speed means something here: ``benchmarks/quantization.py``
-measures its accuracy on a trained model). Timings are interleaved:
+measures its accuracy on a trained model), and compiled models
+(``msinet_reid.deploy.compile_model``: torch.compile, and CUDA graphs on a GPU; compiled
+for each batch size timed, the compile time reported). Timings are interleaved:
 each repeat runs every variant once, in a rotating order, so that load from other
 processes spreads over all of them; the median and the spread over repeats are reported,
 and each variant's median as a ratio to ResNet-50's.
@@ -15,7 +17,8 @@ and each variant's median as a ratio to ResNet-50's.
 Usage::
 
     python benchmarks/inference.py --threads 1 --out benchmarks/results/cpu.json
-    python benchmarks/inference.py --quick  # tiny sizes, one repeat: checks it runs
+    python benchmarks/inference.py --devices cuda --out benchmarks/results/cuda.json
+    python benchmarks/inference.py --quick  # tiny sizes, two repeats: checks it runs
 """
 import argparse
 import json
@@ -25,14 +28,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import msinet_reid  # noqa: F401  (registers the models; torchreid's names in both layouts)
 from msinet_reid.data import make_market1501
-from msinet_reid.deploy import InferenceModel
+from msinet_reid.deploy import InferenceModel, compile_model
 from torchreid import models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,6 +44,8 @@ import plots  # noqa: E402
 MODELS = ('resnet50', 'osnet_x1_0', 'msinet', 'msinet_sam')
 BASELINE = 'resnet50'
 MIN_SAMPLE_SECONDS = 0.2  # small batches are timed over several calls per sample
+DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
+DTYPE_SUFFIXES = {'float32': '', 'float16': ' fp16', 'bfloat16': ' bf16'}
 
 Runner = Callable[[torch.Tensor], object]
 
@@ -60,6 +65,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--devices', nargs='+', default=None,
                         help='devices to time (default: cpu, and cuda when available)')
     parser.add_argument('--no-onnx', action='store_true', help='skip onnxruntime')
+    parser.add_argument('--compile-models', nargs='*', default=None, choices=MODELS,
+                        help='models timed compiled (default: msinet on the CPU, where '
+                             'compiling the others takes minutes; resnet50, osnet_x1_0 '
+                             'and msinet on CUDA); none: no compiled rows')
+    parser.add_argument('--compile-dtypes', nargs='+', default=None, choices=sorted(DTYPES),
+                        help='dtypes of the compiled rows (default: float32 on the CPU; '
+                             'float32 and bfloat16 on CUDA)')
+    parser.add_argument('--max-autotune', action='store_true',
+                        help="compile with inductor's max-autotune (slower to compile)")
     parser.add_argument('--out', type=Path, default=None, help='JSON file for the results')
     parser.add_argument('--quick', action='store_true',
                         help='tiny sizes and two repeats, to check that the script runs')
@@ -100,6 +114,16 @@ def onnx_runners(model: torch.nn.Module, height: int, width: int, threads: Optio
             'msinet onnxruntime int8': OnnxModel(report.path, threads)}
 
 
+def compiled_rows(args: argparse.Namespace, device: torch.device) -> List[Tuple[str, str]]:
+    """``(model, dtype name)`` of each compiled row on ``device``."""
+    on_cuda = device.type == 'cuda'
+    names = args.compile_models
+    if names is None:
+        names = MODELS[:3] if on_cuda else ['msinet']
+    dtypes = args.compile_dtypes or (['float32', 'bfloat16'] if on_cuda else ['float32'])
+    return [(name, dtype) for name in names for dtype in dtypes]
+
+
 def build_variants(built: Dict[str, torch.nn.Module], args: argparse.Namespace,
                    device: torch.device, folder: Path) -> Dict[str, Runner]:
     """Name -> function running one forward pass of a batch already on ``device``."""
@@ -113,6 +137,25 @@ def build_variants(built: Dict[str, torch.nn.Module], args: argparse.Namespace,
         for name in MODELS[:3]:
             variants[f'{name} amp'] = _autocast(variants[name])
     return variants
+
+
+def compile_variants(variants: Dict[str, Runner], args: argparse.Namespace,
+                     device: torch.device, batch: int,
+                     compile_seconds: Dict[str, Dict[int, float]]) -> Dict[str, Runner]:
+    """The compiled rows for one batch size (one bucket each: what a model compiled for
+    several batch sizes runs at this one); their compile times go into
+    ``compile_seconds[row][batch]``. Compiled batch by batch, so that a run stopped on the
+    way keeps the batch sizes already measured."""
+    compiled = {}
+    for name, dtype in compiled_rows(args, device):
+        row = f'{name} compiled{DTYPE_SUFFIXES[dtype]}'
+        print(f'compiling {row} for batch {batch} on {device}', file=sys.stderr)
+        start = time.perf_counter()
+        compiled[row] = compile_model(variants[name], device, (args.height, args.width),
+                                      buckets=[batch], dtype=DTYPES[dtype],
+                                      max_autotune=args.max_autotune, progress=False)
+        compile_seconds.setdefault(row, {})[batch] = time.perf_counter() - start
+    return compiled
 
 
 def _autocast(model: torch.nn.Module) -> Runner:
@@ -211,6 +254,18 @@ COMPARISONS = {  # label: (variant, baseline)
     'msinet amp / resnet50 amp': ('msinet amp', 'resnet50 amp'),
     'fp32 / amp': ('msinet', 'msinet amp'),
 }
+for _dtype, _suffix in DTYPE_SUFFIXES.items():  # the compiled rows, in each dtype
+    COMPARISONS.update({
+        f'eager / compiled{_suffix}': ('msinet', f'msinet compiled{_suffix}'),
+        f'inference / compiled{_suffix}': ('msinet inference', f'msinet compiled{_suffix}'),
+        f'msinet / resnet50 compiled{_suffix}': (f'msinet compiled{_suffix}',
+                                                 f'resnet50 compiled{_suffix}'),
+        f'msinet / osnet_x1_0 compiled{_suffix}': (f'msinet compiled{_suffix}',
+                                                   f'osnet_x1_0 compiled{_suffix}'),
+    })
+    if _suffix:
+        COMPARISONS[f'compiled fp32 / compiled{_suffix}'] = (
+            'msinet compiled', f'msinet compiled{_suffix}')
 
 
 def compare(samples: Dict[str, List[float]]) -> Dict[str, dict]:
@@ -233,10 +288,14 @@ def print_report(results: dict) -> None:
             print(f'\n{device}, batch {batch}: median ms [min, max], '
                   f'ratio to {BASELINE} (median of paired ratios)')
             for name, s in measured['variants'].items():
-                print(f'  {name:<24}{s["median_ms"]:>10.1f} [{s["min_ms"]:.1f}, '
+                print(f'  {name:<36}{s["median_ms"]:>10.1f} [{s["min_ms"]:.1f}, '
                       f'{s["max_ms"]:.1f}]{s["ratio_to_resnet50"]:>8.2f}x')
             for label, r in measured['ratios'].items():
-                print(f'  {label:<24}{r["median"]:>10.2f} [{r["min"]:.2f}, {r["max"]:.2f}]')
+                print(f'  {label:<36}{r["median"]:>10.2f} [{r["min"]:.2f}, {r["max"]:.2f}]')
+    for device, rows in results['compile_seconds'].items():
+        for name, seconds in rows.items():
+            per_batch = ', '.join(f'{s:.0f} s (batch {batch})' for batch, s in seconds.items())
+            print(f'compiling {name} on {device}: {per_batch}')
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -244,7 +303,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    results = {'environment': environment(args), 'models': {}, 'latency': {}}
+    results = {'environment': environment(args), 'models': {}, 'latency': {},
+               'compile_seconds': {}}
     built = {name: models.build_model(name, 751, pretrained=False) for name in MODELS}
     for name, model in built.items():
         results['models'][name] = {
@@ -254,21 +314,26 @@ def main(argv: Optional[List[str]] = None) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         for device_name in args.devices:
             device = torch.device(device_name)
+            compile_seconds = results['compile_seconds'].setdefault(device_name, {})
             variants = build_variants(built, args, device, Path(folder))
             results['latency'][device_name] = {}
             batch_sizes = args.cuda_batch_sizes if device.type == 'cuda' else args.batch_sizes
             for batch in batch_sizes:
-                print(f'timing {len(variants)} variants on {device_name}, batch {batch}',
+                timed = {**variants, **compile_variants(variants, args, device, batch,
+                                                        compile_seconds)}
+                print(f'timing {len(timed)} variants on {device_name}, batch {batch}',
                       file=sys.stderr)
                 images = torch.randn(batch, 3, args.height, args.width, device=device)
-                samples = time_variants(variants, images, args.repeats)
+                samples = time_variants(timed, images, args.repeats)
+                del timed  # the compiled rows' buffers and graphs
                 results['latency'][device_name][batch] = {
                     'variants': summarize(samples), 'ratios': compare(samples),
                 }
+                if args.out:  # after every batch size: a run stopped later keeps these
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    args.out.write_text(json.dumps(results, indent=2))
     print_report(results)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
         plots.save_beside(args.out, plots.latency(results))
     return results
 

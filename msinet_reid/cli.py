@@ -111,6 +111,21 @@ def _add_loading_options(parser: argparse.ArgumentParser, batch_size: int) -> No
     parser.add_argument('--batch-size', type=int, default=batch_size, help='images per batch')
     parser.add_argument('--workers', type=int, default=2, help='image loading processes')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--compile', action='store_true',
+                        help='run the model compiled (msinet_reid.deploy.compile_model: '
+                             'torch.compile, and CUDA graphs on a GPU) for batches up to '
+                             '--batch-size; compiling takes a while before the first batch')
+
+
+def _feature_model(args: argparse.Namespace, device):
+    """The checkpoint's model for feature extraction: compiled with ``--compile``."""
+    from .deploy import compile_model, load_trained
+
+    model = load_trained(args.model, args.weights)
+    if args.compile:
+        return compile_model(model, device, (args.height, args.width),
+                             max_batch_size=args.batch_size)
+    return model.to(device)
 
 
 def _save_npy(array: np.ndarray, path: Path) -> None:
@@ -143,14 +158,13 @@ def _write_lines(path: Path, lines: List[str]) -> None:
 def _extract(args: argparse.Namespace) -> None:
     import torch
 
-    from .deploy import InferenceModel, load_trained
     from .deploy import extract_image_features, find_images
 
-    model = InferenceModel(load_trained(args.model, args.weights))
     paths, unreadable = _readable(find_images(args.images), args)
+    device = torch.device(args.device)
     features = extract_image_features(
-        model, paths, (args.height, args.width), batch_size=args.batch_size,
-        workers=args.workers, device=torch.device(args.device),
+        _feature_model(args, device), paths, (args.height, args.width),
+        batch_size=args.batch_size, workers=args.workers, device=device,
     )
     listing, skipped = args.out.with_suffix('.txt'), args.out.with_suffix('.skipped.txt')
     _write_lines(listing, [str(path) for path in paths])
@@ -190,11 +204,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     import torch
 
     from .data.images import datamanager_images, drop_images
-    from .deploy import load_trained
     from .evaluation import evaluate, query_gallery
 
     if args.weights.suffix == '.onnx':
         from .deploy import OnnxModel
+
+        if args.compile:
+            raise ValueError('--compile compiles PyTorch checkpoints; an ONNX file runs in '
+                             'onnxruntime as it is: leave --compile out')
 
         model = OnnxModel(args.weights)
         if model.image_size != (args.height, args.width):
@@ -204,7 +221,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         device = torch.device('cpu')  # onnxruntime's CPU session reads host memory
     else:
         device = torch.device(args.device)
-        model = load_trained(args.model, args.weights).to(device)
+        model = _feature_model(args, device)
     datamanager = query_gallery(str(args.root), args.dataset, args.height, args.width,
                                 args.batch_size, args.workers, use_gpu=device.type == 'cuda')
     _, unreadable = _readable(

@@ -29,7 +29,9 @@ def test_quick_benchmark(tmp_path, reference_facts, capsys):
     latency = results['latency']['cpu']['2']['variants']
     assert set(latency) == {'resnet50', 'osnet_x1_0', 'msinet', 'msinet_sam', 'msinet inference',
                             'msinet inference NCHW', 'msinet onnxruntime',
-                            'msinet onnxruntime int8'}
+                            'msinet onnxruntime int8', 'msinet compiled'}
+    assert list(results['compile_seconds']['cpu']) == ['msinet compiled']
+    assert list(results['compile_seconds']['cpu']['msinet compiled']) == ['2']
     for summary in latency.values():
         assert len(summary['samples_ms']) == 2 and summary['median_ms'] > 0
     # Every ratio is the median over repeats of the times paired within a repeat.
@@ -43,7 +45,8 @@ def test_quick_benchmark(tmp_path, reference_facts, capsys):
     ratios = results['latency']['cpu']['2']['ratios']
     cpu_comparisons = {label for label, pair in benchmark.COMPARISONS.items()
                        if set(pair) <= set(latency)}
-    assert set(ratios) == cpu_comparisons and 'msinet / osnet_x1_0' in ratios
+    assert set(ratios) == cpu_comparisons
+    assert {'msinet / osnet_x1_0', 'eager / compiled', 'inference / compiled'} <= set(ratios)
     for label, ratio in ratios.items():
         name, baseline = benchmark.COMPARISONS[label]
         assert ratio['median'] == pytest.approx(paired_median(name, baseline))

@@ -1,5 +1,6 @@
 """The CUDA paths: mixed precision with its scaler state in checkpoints, a chosen device
-index, inference and ONNX parity on the GPU, and NCCL under torchrun.
+index, inference and ONNX parity on the GPU, compiled inference with CUDA graphs, and NCCL
+under torchrun.
 
 Every test here needs a CUDA device and is skipped, with that reason, without one.
 """
@@ -134,3 +135,38 @@ def test_clustering_on_the_gpu_equals_the_cpu():
     gpu = cluster_pseudo_labels(features.to(last_device()), k1=10, k2=3)
     np.testing.assert_array_equal(gpu, cpu)
     assert cpu.max() >= 30
+
+
+@pytest.mark.parametrize('dtype, buckets', [(torch.float32, (1, 2, 4)),
+                                            (torch.bfloat16, (4,))])
+def test_compiled_model_replays_cuda_graphs(dtype, buckets):
+    """compile_model on the GPU: one CUDA graph per bucket, captured at construction; any
+    batch size replays one (no recompilation), and a replay never overwrites the
+    features an earlier call returned."""
+    import random
+
+    from msinet_reid.deploy import compile_model
+
+    torch.manual_seed(0)
+    model = reid_models.build_model('msinet', 10, pretrained=False).eval().to(last_device())
+    compiled = compile_model(model, last_device(), image_size=(64, 32), buckets=buckets,
+                             dtype=dtype, progress=False)
+    assert set(compiled._graphs) == set(buckets)
+    first_images = torch.randn(3, 3, 64, 32, device=last_device())
+    first = compiled(first_images)
+    kept = first.clone()
+    rng = random.Random(0)
+    with torch._dynamo.config.patch(error_on_recompile=True), torch.no_grad():
+        for call in range(50):
+            images = torch.randn(rng.randint(1, 20), 3, 64, 32, device=last_device())
+            out = compiled(images)
+            expected = model(images)
+            assert out.shape == expected.shape and out.dtype == torch.float32
+            cosine = torch.nn.functional.cosine_similarity(out, expected)
+            assert cosine.min() > (0.9999 if dtype == torch.float32 else 0.99), call
+    torch.testing.assert_close(first, kept, rtol=0, atol=0)
+    if dtype == torch.float32:  # TF32 convolutions, as the eager model runs them
+        with torch.no_grad():
+            expected = model(first_images)
+        torch.testing.assert_close(first, expected, rtol=1e-3,
+                                   atol=1e-3 * expected.abs().max().item())

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ...atomic import PathLike, atomic_write
-from ...deploy import InferenceModel, export_onnx, load_trained
+from ...deploy import InferenceModel, compile_model, export_onnx, load_trained
 from ...weights import PretrainedWeights, load_checkpoint
 from ...models import MSINet, list_models
 from ...models.registry import observe_models
@@ -215,7 +215,8 @@ def _openvino(onnx_path: Path, stem: Path) -> Path:
     return folder
 
 
-def reid_encoder(weights: PathLike, device: str = 'cpu', half: bool = False):
+def reid_encoder(weights: PathLike, device: str = 'cpu', half: bool = False,
+                 compile: bool = False, batch_size: Optional[int] = None):
     """boxmot's appearance encoder (``boxmot.reid.AppearanceEncoder``) for a weights file.
 
     ``weights`` is a file from :func:`prepare_weights` or its export by boxmot
@@ -223,6 +224,12 @@ def reid_encoder(weights: PathLike, device: str = 'cpu', half: bool = False):
     export``, int8 (``--int8``) included; the suffix picks the backend.
     ``encoder.encode(frames, detections)`` returns one L2-normalised ``(N, 768)`` tensor
     per frame, the input of a ``boxmot.pipelines.TrackingPipeline``.
+
+    ``batch_size`` sets how many crops boxmot runs at a time (its default: 64).
+    ``compile=True`` (PyTorch ``.pt`` weights) runs the model through
+    :func:`msinet_reid.deploy.compile_model`, compiled here for every batch that boxmot
+    sends (1 up to its batch size), so that frames with any number of detections never
+    recompile; in float16 with ``half=True``.
 
     Example::
 
@@ -241,9 +248,28 @@ def reid_encoder(weights: PathLike, device: str = 'cpu', half: bool = False):
     feature_dim = _feature_width(path)
     if feature_dim:
         options.setdefault('embedding_dim', feature_dim)
-    return create_reid_encoder(dataclasses.replace(
+    if batch_size is not None:
+        options['batch_size'] = batch_size
+    encoder = create_reid_encoder(dataclasses.replace(
         spec, device=device, precision='fp16' if half else 'fp32',
         options=tuple(sorted(options.items()))))
+    if compile:
+        _compile_backend(encoder, path, half)
+    return encoder
+
+
+def _compile_backend(encoder, path: Path, half: bool) -> None:
+    """Swap the torch module of boxmot's PyTorch backend for its compiled model."""
+    from boxmot.reid.backends.pytorch_backend import PyTorchBackend
+
+    backend = getattr(encoder, '_runtime', None)  # boxmot 25's RuntimeAppearanceEncoder
+    if not isinstance(backend, PyTorchBackend):
+        raise ValueError(f'compile=True compiles PyTorch weights (.pt files from '
+                         f'prepare_weights); {path.name} runs on boxmot\'s {encoder.spec.backend} '
+                         f'backend')
+    backend.model = compile_model(
+        backend.model, backend.device, image_size=tuple(backend.input_shape),
+        max_batch_size=encoder._batch_size, dtype=torch.float16 if half else torch.float32)
 
 
 def _feature_width(path: Path) -> Optional[int]:
