@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import msinet_reid  # noqa: F401  (registers the models; torchreid's names in both layouts)
 from msinet_reid.data import make_market1501
-from msinet_reid.deploy import InferenceModel, compile_model
+from msinet_reid.deploy import CompileError, InferenceModel, compile_model
 from torchreid import models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -151,9 +151,14 @@ def compile_variants(variants: Dict[str, Runner], args: argparse.Namespace,
         row = f'{name} compiled{DTYPE_SUFFIXES[dtype]}'
         print(f'compiling {row} for batch {batch} on {device}', file=sys.stderr)
         start = time.perf_counter()
-        compiled[row] = compile_model(variants[name], device, (args.height, args.width),
-                                      buckets=[batch], dtype=DTYPES[dtype],
-                                      max_autotune=args.max_autotune, progress=False)
+        try:
+            compiled[row] = compile_model(variants[name], device, (args.height, args.width),
+                                          buckets=[batch], dtype=DTYPES[dtype],
+                                          max_autotune=args.max_autotune, progress=False)
+        except CompileError as error:  # reported in the results; the other rows go on
+            print(f'{row}: {error}', file=sys.stderr)
+            compile_seconds.setdefault(row, {})[batch] = f'failed: {error}'
+            continue
         compile_seconds.setdefault(row, {})[batch] = time.perf_counter() - start
     return compiled
 
@@ -231,6 +236,7 @@ def environment(args: argparse.Namespace) -> dict:
         'python': platform.python_version(), 'torch': torch.__version__,
         'cpu': cpu_name(), 'threads': torch.get_num_threads(),
         'image': [args.height, args.width], 'repeats': args.repeats,
+        'max_autotune': args.max_autotune,
     }
     if 'cuda' in args.devices:
         info['gpu'] = torch.cuda.get_device_name()
@@ -294,7 +300,8 @@ def print_report(results: dict) -> None:
                 print(f'  {label:<36}{r["median"]:>10.2f} [{r["min"]:.2f}, {r["max"]:.2f}]')
     for device, rows in results['compile_seconds'].items():
         for name, seconds in rows.items():
-            per_batch = ', '.join(f'{s:.0f} s (batch {batch})' for batch, s in seconds.items())
+            per_batch = ', '.join(f'{s if isinstance(s, str) else f"{s:.0f} s"} (batch {batch})'
+                                  for batch, s in seconds.items())
             print(f'compiling {name} on {device}: {per_batch}')
 
 

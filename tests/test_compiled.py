@@ -53,6 +53,7 @@ def test_bucket_sizes_are_powers_of_two_up_to_the_maximum():
 
 
 @pytest.mark.slow
+@pytest.mark.numerics
 @pytest.mark.parametrize('batch', [1, 3, 8, 13, 32, 129])
 def test_features_equal_the_eager_model(compiled, eager, batch):
     """Padded up to a bucket (3 -> 4), or run in chunks of the largest (13 -> 8 + 8)."""
@@ -132,8 +133,8 @@ def test_bfloat16_features_stay_close_to_float32(eager):
 
 @pytest.mark.slow
 def test_any_torchreid_model_compiles():
-    """ResNet-18 as torchreid builds it: its BatchNorms are not in Sequentials with their
-    convolutions, inductor's freezing folds them."""
+    """ResNet-18 as torchreid builds it (its BatchNorms are not in Sequentials with their
+    convolutions: inductor fuses them)."""
     torch.manual_seed(0)
     model = models.build_model('resnet18', 10, pretrained=False).eval()
     compiled = compile_model(model, image_size=(HEIGHT, WIDTH), max_batch_size=2,

@@ -4,8 +4,9 @@ MSINet is hundreds of small kernels (depthwise 3x3 and 1x1 convolutions, the int
 modules): on a GPU, small batches wait on kernel launches rather than on arithmetic, and
 eager MSINet takes longer than ResNet-50 despite 0.42x its FLOPs. :func:`compile_model`
 removes what eager execution adds around the arithmetic: inductor fuses the elementwise
-operations and folds BatchNorm into the convolutions (``freezing``), and on CUDA each
-bucket's forward pass is captured once as a CUDA graph, so a call is one graph launch.
+operations with their neighbours (on CUDA it also folds BatchNorm into the convolutions:
+``freezing``), and on CUDA each bucket's forward pass is captured once as a CUDA graph,
+so a call is one graph launch.
 
 Shapes are static: every batch is padded up to the next of a fixed set of bucket sizes
 (powers of two up to ``max_batch_size``; larger batches run in chunks of it), each bucket
@@ -51,7 +52,7 @@ def _feature_module(model: nn.Module) -> nn.Module:
         net = copy.deepcopy(model)
     elif isinstance(model, MSINet):
         net = InferenceModel(model)  # BatchNorm folded, training-only heads dropped
-    else:  # any torchreid model: inductor's freezing folds its BatchNorms
+    else:  # any torchreid model: inductor folds or fuses its BatchNorms
         net = copy.deepcopy(model).eval()
     return net.requires_grad_(False)
 
@@ -82,7 +83,11 @@ class CompiledModel(nn.Module):
         self.max_batch_size = self.buckets[-1]
         net = _feature_module(model).to(self.device, dtype)
         net = net.to(memory_format=torch.channels_last)
-        options = {'freezing': True, 'max_autotune': max_autotune}
+        # Freezing makes the weights constants (folding BatchNorm into convolutions) on
+        # CUDA. Not on the CPU: no faster there (benchmarks/inference.py), and its passes
+        # emit vector code that fails to build where inductor has no vector ISA (torch
+        # 2.14 under ATEN_CPU_CAPABILITY=default).
+        options = {'freezing': self.device.type == 'cuda', 'max_autotune': max_autotune}
         # Held outside the module tree: the compiled graphs own their (frozen) weights.
         self._compiled = (torch.compile(net, fullgraph=True, dynamic=False, options=options),)
         self._inputs, self._outputs, self._graphs = {}, {}, {}
@@ -111,8 +116,9 @@ class CompiledModel(nn.Module):
             self._outputs[bucket] = compiled(images)
             return
         # Compile and warm up on a side stream (cuBLAS/cuDNN handles, Triton's autotuning),
-        # then capture; the graphs share one memory pool, safe as each replay only
-        # reads its own input buffer and writes its own output, held here.
+        # then capture. The graphs share one memory pool: one graph's replay may write
+        # over another's output, which is safe because replays never overlap and forward
+        # copies each output out before the next replay. The inputs live outside the pool.
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
