@@ -9,14 +9,28 @@ Importing this package registers the models, and the vehicle datasets ``'veri'``
     model = torchreid.models.build_model('msinet', num_classes=751, loss='triplet',
                                          pretrained=False)
 """
+import sys
 import warnings
 from importlib.util import find_spec
 
-from . import _torchreid  # noqa: F401  (makes torchreid.models etc. importable in both layouts)
-from .data import VehicleID, VeRi  # noqa: F401  (registers 'veri' and 'vehicleid' too)
-from .genotypes import GENOTYPES, parse_genotype
-from .models import MSINet, list_models, register_genotype
-from .weights import PretrainedWeightsError
+
+def _run_as_the_command() -> bool:
+    """Whether this process is ``python -m msinet_reid``, the command: it owns the
+    process, as the ``msinet-reid`` launcher (``msinet_reid_cli``) does, and hides
+    torchreid's import-time warning that its Cython evaluation is not compiled."""
+    argv = list(getattr(sys, 'orig_argv', ()))
+    return '-m' in argv and argv[argv.index('-m') + 1:][:1] == ['msinet_reid']
+
+
+if _run_as_the_command():  # before torchreid is imported, which warns
+    warnings.filterwarnings('ignore', message='Cython evaluation', category=UserWarning)
+
+# _torchreid makes torchreid.models etc. importable in both layouts
+from . import _torchreid  # noqa: F401,E402
+from .data import VehicleID, VeRi  # noqa: F401,E402  (registers 'veri' and 'vehicleid' too)
+from .genotypes import GENOTYPES, parse_genotype  # noqa: E402
+from .models import MSINet, list_models, register_genotype  # noqa: E402
+from .weights import PretrainedWeightsError  # noqa: E402
 
 __version__ = '0.1.0'
 

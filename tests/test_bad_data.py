@@ -300,10 +300,11 @@ def test_evaluate_names_a_broken_onnx_file_and_another_models_checkpoint(market,
 
 @pytest.mark.slow
 def test_the_command_hides_torchreids_cython_warning():
-    result = subprocess.run([sys.executable, '-m', 'msinet_reid_cli', 'check-data', '--help'],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and '--dataset' in result.stdout
-    assert 'Cython' not in result.stderr
+    for command in ('msinet_reid_cli', 'msinet_reid'):  # msinet-reid, python -m msinet_reid
+        result = subprocess.run([sys.executable, '-m', command, 'check-data', '--help'],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and '--dataset' in result.stdout
+        assert 'Cython' not in result.stderr, command
     # The library leaves the warning to its users: importing it shows torchreid's.
     imported = subprocess.run([sys.executable, '-c', 'import msinet_reid'],
                               capture_output=True, text=True, timeout=120)
