@@ -8,9 +8,10 @@
 #      and CUDA graphs) ResNet-50, OSNet x1.0 and MSINet at batch 1, 8, 32 and 256, in
 #      float32 (cuda.json), then in bfloat16 (cuda_bfloat16.json); each run writes its
 #      JSON after every batch size;
-#   3. with the time left, what may close the gap to the paper's 0.71x ResNet-50: MSINet
-#      and ResNet-50 compiled with max-autotune, in bfloat16 and float16 side by side, at
-#      batch 1 and 32 (cuda_autotune.json).
+#   3. with the time left, what may close the gap to the paper's 0.71x ResNet-50, at
+#      batch 32: MSINet compiled in bfloat16 and float16, channels-last and NCHW, side by
+#      side (cuda_variants.json); then MSINet and ResNet-50 compiled in bfloat16 with
+#      inductor's max-autotune (cuda_autotune.json).
 #
 # torchreid is the one package such a machine lacks: on a machine with the package index,
 #   bash benchmarks/gpu.sh --prepare      # builds its wheel into .whl/ (git-ignored)
@@ -70,8 +71,12 @@ for dtype in float32 bfloat16; do
         --cuda-batch-sizes 1 8 32 256 --compile-dtypes "$dtype" \
         --out "$results/cuda$suffix.json"
 done
-step 240 'inference benchmark, max-autotune in bfloat16 and float16' \
+step 150 'inference benchmark, MSINet in bf16/fp16 and NCHW/channels-last' \
     python3 benchmarks/inference.py --devices cuda --no-onnx --repeats 5 \
-    --cuda-batch-sizes 1 32 --compile-models resnet50 msinet \
-    --compile-dtypes bfloat16 float16 --max-autotune --out "$results/cuda_autotune.json"
+    --cuda-batch-sizes 32 --compile-models msinet --compile-dtypes bfloat16 float16 \
+    --compile-layouts nhwc nchw --out "$results/cuda_variants.json"
+step 240 'inference benchmark, max-autotune in bfloat16' \
+    python3 benchmarks/inference.py --devices cuda --no-onnx --repeats 5 \
+    --cuda-batch-sizes 32 --compile-models resnet50 msinet --compile-dtypes bfloat16 \
+    --max-autotune --out "$results/cuda_autotune.json"
 exit $status

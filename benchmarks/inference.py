@@ -72,6 +72,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--compile-dtypes', nargs='+', default=None, choices=sorted(DTYPES),
                         help='dtypes of the compiled rows (default: float32 on the CPU; '
                              'float32 and bfloat16 on CUDA)')
+    parser.add_argument('--compile-layouts', nargs='+', default=['nhwc'],
+                        choices=['nhwc', 'nchw'],
+                        help='memory formats of the compiled rows: channels-last (nhwc) '
+                             'and/or NCHW (rows named "... NCHW")')
     parser.add_argument('--max-autotune', action='store_true',
                         help="compile with inductor's max-autotune (slower to compile)")
     parser.add_argument('--out', type=Path, default=None, help='JSON file for the results')
@@ -114,14 +118,16 @@ def onnx_runners(model: torch.nn.Module, height: int, width: int, threads: Optio
             'msinet onnxruntime int8': OnnxModel(report.path, threads)}
 
 
-def compiled_rows(args: argparse.Namespace, device: torch.device) -> List[Tuple[str, str]]:
-    """``(model, dtype name)`` of each compiled row on ``device``."""
+def compiled_rows(args: argparse.Namespace,
+                  device: torch.device) -> List[Tuple[str, str, str]]:
+    """``(model, dtype name, layout)`` of each compiled row on ``device``."""
     on_cuda = device.type == 'cuda'
     names = args.compile_models
     if names is None:
         names = MODELS[:3] if on_cuda else ['msinet']
     dtypes = args.compile_dtypes or (['float32', 'bfloat16'] if on_cuda else ['float32'])
-    return [(name, dtype) for name in names for dtype in dtypes]
+    return [(name, dtype, layout) for name in names for dtype in dtypes
+            for layout in args.compile_layouts]
 
 
 def build_variants(built: Dict[str, torch.nn.Module], args: argparse.Namespace,
@@ -147,13 +153,14 @@ def compile_variants(variants: Dict[str, Runner], args: argparse.Namespace,
     ``compile_seconds[row][batch]``. Compiled batch by batch, so that a run stopped on the
     way keeps the batch sizes already measured."""
     compiled = {}
-    for name, dtype in compiled_rows(args, device):
-        row = f'{name} compiled{DTYPE_SUFFIXES[dtype]}'
+    for name, dtype, layout in compiled_rows(args, device):
+        row = f'{name} compiled{DTYPE_SUFFIXES[dtype]}{" NCHW" if layout == "nchw" else ""}'
         print(f'compiling {row} for batch {batch} on {device}', file=sys.stderr)
         start = time.perf_counter()
         try:
             compiled[row] = compile_model(variants[name], device, (args.height, args.width),
                                           buckets=[batch], dtype=DTYPES[dtype],
+                                          channels_last=layout == 'nhwc',
                                           max_autotune=args.max_autotune, progress=False)
         except CompileError as error:  # reported in the results; the other rows go on
             print(f'{row}: {error}', file=sys.stderr)
@@ -269,9 +276,12 @@ for _dtype, _suffix in DTYPE_SUFFIXES.items():  # the compiled rows, in each dty
         f'msinet / osnet_x1_0 compiled{_suffix}': (f'msinet compiled{_suffix}',
                                                    f'osnet_x1_0 compiled{_suffix}'),
     })
+    COMPARISONS[f'NCHW / channels-last compiled{_suffix}'] = (
+        f'msinet compiled{_suffix} NCHW', f'msinet compiled{_suffix}')
     if _suffix:
         COMPARISONS[f'compiled fp32 / compiled{_suffix}'] = (
             'msinet compiled', f'msinet compiled{_suffix}')
+COMPARISONS['compiled bf16 / compiled fp16'] = ('msinet compiled bf16', 'msinet compiled fp16')
 
 
 def compare(samples: Dict[str, List[float]]) -> Dict[str, dict]:

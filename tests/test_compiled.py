@@ -110,10 +110,12 @@ def test_wrong_inputs_say_what_to_do(compiled):
 @pytest.mark.slow
 def test_each_model_keeps_its_own_weights(eager):
     """A second MSINet of the same shapes (inductor's cache may serve its kernels) still
-    computes its own features, and an InferenceModel compiles as its MSINet does."""
+    computes its own features, and an InferenceModel compiles as its MSINet does, here
+    on NCHW tensors."""
     other = msinet(1)
     compiled = compile_model(InferenceModel(other), image_size=(HEIGHT, WIDTH),
-                             buckets=[4], progress=False)
+                             buckets=[4], channels_last=False, progress=False)
+    assert compiled._inputs[4].is_contiguous()
     images = torch.randn(4, 3, HEIGHT, WIDTH)
     out = compiled(images)
     assert (out - features(other, images)).abs().max() < 1e-4

@@ -46,15 +46,18 @@ def bucket_sizes(max_batch_size: int) -> Tuple[int, ...]:
     return tuple(sizes + [max_batch_size])
 
 
-def _feature_module(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` computing its eval-mode features and nothing else."""
+def _feature_module(model: nn.Module, channels_last: bool) -> nn.Module:
+    """A copy of ``model`` computing its eval-mode features and nothing else, its weights
+    in the memory format of ``channels_last``."""
     if isinstance(model, InferenceModel):
         net = copy.deepcopy(model)
-    elif isinstance(model, MSINet):
-        net = InferenceModel(model)  # BatchNorm folded, training-only heads dropped
+        net.channels_last = channels_last
+    elif isinstance(model, MSINet):  # BatchNorm folded, training-only heads dropped
+        net = InferenceModel(model, channels_last=channels_last)
     else:  # any torchreid model: inductor folds or fuses its BatchNorms
         net = copy.deepcopy(model).eval()
-    return net.requires_grad_(False)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return net.to(memory_format=memory_format).requires_grad_(False)
 
 
 class CompiledModel(nn.Module):
@@ -68,8 +71,8 @@ class CompiledModel(nn.Module):
     """
 
     def __init__(self, model: nn.Module, device: torch.device, image_size: Tuple[int, int],
-                 buckets: Sequence[int], dtype: torch.dtype, max_autotune: bool,
-                 progress: bool) -> None:
+                 buckets: Sequence[int], dtype: torch.dtype, channels_last: bool,
+                 max_autotune: bool, progress: bool) -> None:
         super().__init__()
         if dtype not in DTYPES:
             raise ValueError(f'dtype must be one of {", ".join(map(str, DTYPES))}; got {dtype}')
@@ -81,8 +84,8 @@ class CompiledModel(nn.Module):
         if not self.buckets or self.buckets[0] < 1:
             raise ValueError(f'bucket sizes must be positive; got {tuple(buckets)}')
         self.max_batch_size = self.buckets[-1]
-        net = _feature_module(model).to(self.device, dtype)
-        net = net.to(memory_format=torch.channels_last)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        net = _feature_module(model, channels_last).to(self.device, dtype)
         # Freezing makes the weights constants (folding BatchNorm into convolutions) on
         # CUDA. Not on the CPU: no faster there (benchmarks/inference.py), and its passes
         # emit vector code that fails to build where inductor has no vector ISA (torch
@@ -109,7 +112,7 @@ class CompiledModel(nn.Module):
     def _compile_bucket(self, bucket: int, pool) -> None:
         height, width = self.image_size
         images = torch.randn(bucket, 3, height, width, device=self.device).to(
-            self.dtype, memory_format=torch.channels_last)
+            self.dtype, memory_format=self.memory_format)
         self._inputs[bucket] = images
         compiled = self._compiled[0]
         if self.device.type != 'cuda':
@@ -201,16 +204,19 @@ def _explain(error: Exception, name: str, bucket: int, device: torch.device) -> 
 def compile_model(model: nn.Module, device: torch.device = torch.device('cpu'),
                   image_size: Tuple[int, int] = (256, 128), max_batch_size: int = 128,
                   dtype: torch.dtype = torch.float32, buckets: Optional[Iterable[int]] = None,
-                  max_autotune: bool = False, progress: bool = True) -> CompiledModel:
+                  channels_last: bool = True, max_autotune: bool = False,
+                  progress: bool = True) -> CompiledModel:
     """Compile the eval-mode features of ``model`` for fast inference on ``device``.
 
     ``model`` is an MSINet (its :class:`InferenceModel` is compiled: BatchNorm folded,
     training-only parts dropped), an ``InferenceModel``, or any torchreid model. The
-    copy runs channels-last in ``dtype`` (float32, float16 or bfloat16; the features come
-    back float32), compiled by inductor with static shapes for each bucket size:
-    ``bucket_sizes(max_batch_size)``, or ``buckets`` when given. On CUDA every bucket's
-    forward is also captured as a CUDA graph. All of it happens here, before this returns
-    (``progress`` shows a bar); a failure raises :class:`CompileError` naming the cause.
+    copy runs channels-last (NCHW with ``channels_last=False``) in ``dtype`` (float32,
+    float16 or bfloat16; the features come back float32), compiled by inductor with
+    static shapes for each bucket size: ``bucket_sizes(max_batch_size)``, or ``buckets``
+    when given; ``max_autotune`` lets inductor time kernel variants (compiles longer). On
+    CUDA every bucket's forward is also captured as a CUDA graph. All of it happens here,
+    before this returns (``progress`` shows a bar); a failure raises
+    :class:`CompileError` naming the cause.
 
     Example::
 
@@ -220,4 +226,4 @@ def compile_model(model: nn.Module, device: torch.device = torch.device('cpu'),
     """
     return CompiledModel(model, device, image_size,
                          buckets if buckets is not None else bucket_sizes(max_batch_size),
-                         dtype, max_autotune, progress)
+                         dtype, channels_last, max_autotune, progress)
