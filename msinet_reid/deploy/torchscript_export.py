@@ -1,0 +1,77 @@
+"""TorchScript export of MSINet inference models: a traced, frozen ``.pt`` file that
+``torch.jit.load`` runs in any process with torch, without msinet_reid or torchreid.
+
+Example::
+
+    >>> export_torchscript(load_trained('msinet', 'model.pth.tar-60'), 'msinet.pt')
+    >>> model = torch.jit.load('msinet.pt')  # anywhere torch is installed
+"""
+import json
+import warnings
+from pathlib import Path
+from typing import Tuple
+
+import torch
+
+from ..atomic import PathLike, atomic_write
+from ..models import MSINet
+from .checks import check_features
+from .inference import InferenceModel
+
+# Read by torch.jit.load(path, _extra_files={METADATA: ''}); ignored by everyone else.
+METADATA = 'msinet_reid.json'
+
+
+def export_torchscript(model: MSINet, path: PathLike, height: int = 256, width: int = 128,
+                       atol: float = 1e-4) -> Path:
+    """Write ``model``'s inference model to ``path`` as TorchScript, traced and frozen.
+
+    Channels-last, BatchNorm folded, any batch size; the crop size ``(height, width)`` is
+    recorded in the file (:func:`torchscript_image_size`). Written atomically, once the
+    loaded file's features match PyTorch's within ``atol`` at another batch size than the
+    traced one.
+
+    Example::
+
+        >>> export_torchscript(load_trained('msinet', 'model.pth.tar-60'), 'msinet.pt')
+    """
+    path = Path(path)
+    if path.suffix != '.pt':
+        raise ValueError(f'a TorchScript model is a .pt file; got {path}')
+    inference = InferenceModel(model).cpu()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)  # the fixed part-head split
+        traced = torch.jit.freeze(torch.jit.trace(inference, torch.randn(2, 3, height, width)))
+    metadata = {METADATA: json.dumps({'image_size': [height, width],
+                                      'feature_dim': inference.feature_dim})}
+
+    def write(tmp: Path) -> None:
+        torch.jit.save(traced, str(tmp), _extra_files=metadata)
+        check_features(torch.jit.load(str(tmp)), inference, torch.randn(3, 3, height, width),
+                       atol)
+
+    return atomic_write(path, write)
+
+
+def load_torchscript(path: PathLike) -> Tuple[torch.jit.ScriptModule, Tuple[int, int]]:
+    """The TorchScript model at ``path`` and the crop size it was exported for.
+
+    Example::
+
+        >>> model, (height, width) = load_torchscript('msinet.pt')
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'no TorchScript model at {path}')
+    extra = {METADATA: ''}
+    try:
+        model = torch.jit.load(str(path), map_location='cpu', _extra_files=extra)
+    except RuntimeError as error:
+        raise ValueError(
+            f'cannot load {path} as a TorchScript model ({str(error).splitlines()[0]}): '
+            f'checkpoints end in .pth or .pth.tar; export TorchScript with `msinet-reid '
+            f'export --format torchscript`') from error
+    if not extra[METADATA]:
+        raise ValueError(f'{path} is a TorchScript model without the crop size that '
+                         f'`msinet-reid export --format torchscript` records; export it again')
+    return model.eval(), tuple(json.loads(extra[METADATA])['image_size'])
