@@ -15,11 +15,12 @@ import torch
 
 from ..atomic import PathLike
 from ..models import MSINet
+from .checks import check_cosine, check_features
 from .extract import image_batches
 from .inference import InferenceModel
-from .checks import check_cosine, check_features
 from .onnx_export import INPUT_NAME, OUTPUT_NAME
 from .quantize import MIN_COSINE, QuantizationReport, checked_int8, split_calibration
+from .torchscript_export import quiet_tracing
 
 INSTALL = 'pip install "msinet-reid[openvino]"'
 PRECISIONS = ('f32', 'bf16')
@@ -115,8 +116,9 @@ def convert(module: torch.nn.Module, height: int, width: int):
     """``module`` converted by OpenVINO's PyTorch frontend, with a dynamic batch axis and
     the input and output named as in the ONNX export."""
     ov = require_openvino()
-    network = ov.convert_model(module.eval(), example_input=torch.randn(2, 3, height, width),
-                               input=[(-1, 3, height, width)])
+    with quiet_tracing():  # the converter traces the module
+        network = ov.convert_model(module.eval(), input=[(-1, 3, height, width)],
+                                   example_input=torch.randn(2, 3, height, width))
     network.input(0).get_tensor().set_names({INPUT_NAME})
     network.output(0).get_tensor().set_names({OUTPUT_NAME})
     return network

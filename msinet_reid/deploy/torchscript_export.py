@@ -6,10 +6,11 @@ Example::
     >>> export_torchscript(load_trained('msinet', 'model.pth.tar-60'), 'msinet.pt')
     >>> model = torch.jit.load('msinet.pt')  # anywhere torch is installed
 """
+import contextlib
 import json
 import warnings
 from pathlib import Path
-from typing import Tuple
+from typing import Iterator, Tuple
 
 import torch
 
@@ -39,18 +40,29 @@ def export_torchscript(model: MSINet, path: PathLike, height: int = 256, width: 
     if path.suffix != '.pt':
         raise ValueError(f'a TorchScript model is a .pt file; got {path}')
     inference = InferenceModel(model).cpu()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter('ignore', torch.jit.TracerWarning)  # the fixed part-head split
+    with torch.no_grad(), quiet_tracing():
         traced = torch.jit.freeze(torch.jit.trace(inference, torch.randn(2, 3, height, width)))
     metadata = {METADATA: json.dumps({'image_size': [height, width],
                                       'feature_dim': inference.feature_dim})}
 
     def write(tmp: Path) -> None:
-        torch.jit.save(traced, str(tmp), _extra_files=metadata)
-        check_features(torch.jit.load(str(tmp)), inference, torch.randn(3, 3, height, width),
-                       atol)
+        with quiet_tracing():
+            torch.jit.save(traced, str(tmp), _extra_files=metadata)
+            loaded = torch.jit.load(str(tmp))
+        check_features(loaded, inference, torch.randn(3, 3, height, width), atol)
 
     return atomic_write(path, write)
+
+
+@contextlib.contextmanager
+def quiet_tracing() -> Iterator[None]:
+    """Silences tracing's warning that the part-head split is fixed (it is: the image size
+    is), and torch's FutureWarning that TorchScript is deprecated: LibTorch, Triton,
+    boxmot and OpenVINO's PyTorch converter still read it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        warnings.simplefilter('ignore', FutureWarning)
+        yield
 
 
 def load_torchscript(path: PathLike) -> Tuple[torch.jit.ScriptModule, Tuple[int, int]]:
@@ -65,7 +77,8 @@ def load_torchscript(path: PathLike) -> Tuple[torch.jit.ScriptModule, Tuple[int,
         raise FileNotFoundError(f'no TorchScript model at {path}')
     extra = {METADATA: ''}
     try:
-        model = torch.jit.load(str(path), map_location='cpu', _extra_files=extra)
+        with quiet_tracing():
+            model = torch.jit.load(str(path), map_location='cpu', _extra_files=extra)
     except RuntimeError as error:
         raise ValueError(
             f'cannot load {path} as a TorchScript model ({str(error).splitlines()[0]}): '
