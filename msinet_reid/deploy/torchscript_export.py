@@ -9,6 +9,7 @@ Example::
 import contextlib
 import json
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Iterator, Tuple
 
@@ -65,6 +66,24 @@ def quiet_tracing() -> Iterator[None]:
         yield
 
 
+def is_torchscript(path: PathLike) -> bool:
+    """Whether ``path`` is a TorchScript file of :func:`export_torchscript` (a ``.pt``
+    checkpoint is a zip archive too, without the crop size record)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith(f'/extra/{METADATA}') for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def torchscript_metadata(path: PathLike) -> dict:
+    """What :func:`export_torchscript` recorded: ``image_size``, ``feature_dim``."""
+    with zipfile.ZipFile(path) as archive:
+        name = next(name for name in archive.namelist()
+                    if name.endswith(f'/extra/{METADATA}'))
+        return json.loads(archive.read(name))
+
+
 def load_torchscript(path: PathLike) -> Tuple[torch.jit.ScriptModule, Tuple[int, int]]:
     """The TorchScript model at ``path`` and the crop size it was exported for.
 
@@ -75,16 +94,11 @@ def load_torchscript(path: PathLike) -> Tuple[torch.jit.ScriptModule, Tuple[int,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'no TorchScript model at {path}')
-    extra = {METADATA: ''}
-    try:
-        with quiet_tracing():
-            model = torch.jit.load(str(path), map_location='cpu', _extra_files=extra)
-    except RuntimeError as error:
+    if not is_torchscript(path):
         raise ValueError(
-            f'cannot load {path} as a TorchScript model ({str(error).splitlines()[0]}): '
-            f'checkpoints end in .pth or .pth.tar; export TorchScript with `msinet-reid '
-            f'export --format torchscript`') from error
-    if not extra[METADATA]:
-        raise ValueError(f'{path} is a TorchScript model without the crop size that '
-                         f'`msinet-reid export --format torchscript` records; export it again')
-    return model.eval(), tuple(json.loads(extra[METADATA])['image_size'])
+            f'cannot load {path} as a TorchScript model of `msinet-reid export --format '
+            f'torchscript` (it records the crop size): checkpoints end in .pth or .pth.tar; '
+            f'export the TorchScript model again')
+    with quiet_tracing():
+        model = torch.jit.load(str(path), map_location='cpu')
+    return model.eval(), tuple(torchscript_metadata(path)['image_size'])
