@@ -11,9 +11,8 @@ from typing import Optional
 import torch
 
 from ..atomic import PathLike, atomic_write
-from ..models import MSINet
 from .checks import check_cosine, check_features
-from .inference import InferenceModel
+from .inference import feature_model
 
 # Opset 17 (ONNX 1.12, 2022) runs on every maintained runtime: onnxruntime >= 1.12,
 # TensorRT >= 8.5, OpenVINO >= 2022.3.
@@ -47,7 +46,7 @@ def onnx_session(path: PathLike, threads: Optional[int] = None):
 
 
 def export_onnx(
-    model: MSINet, path: PathLike, height: int = 256, width: int = 128,
+    model: torch.nn.Module, path: PathLike, height: int = 256, width: int = 128,
     opset: int = OPSET, atol: float = 1e-4, fp16: bool = False,
 ) -> Path:
     """Write ``model``'s inference model to ``path`` as ONNX and check it with onnxruntime.
@@ -69,7 +68,7 @@ def export_onnx(
     import onnx
 
     # ONNX has no memory formats; the file does not depend on the device: export on the CPU.
-    inference = InferenceModel(model, channels_last=False).cpu()
+    inference = feature_model(model, channels_last=False).cpu()
     dtype = torch.float16 if fp16 else torch.float32
     images = torch.randn(3, 3, height, width)
 

@@ -14,10 +14,9 @@ from typing import Callable, Iterator, List, Optional, Sequence, Union
 import torch
 
 from ..atomic import PathLike
-from ..models import MSINet
 from .checks import check_cosine, check_features
 from .extract import image_batches
-from .inference import InferenceModel
+from .inference import feature_model
 from .onnx_export import INPUT_NAME, OUTPUT_NAME
 from .quantize import MIN_COSINE, QuantizationReport, checked_int8, split_calibration
 from .torchscript_export import quiet_tracing
@@ -124,7 +123,7 @@ def convert(module: torch.nn.Module, height: int, width: int):
     return network
 
 
-def export_openvino(model: MSINet, path: PathLike, height: int = 256, width: int = 128,
+def export_openvino(model: torch.nn.Module, path: PathLike, height: int = 256, width: int = 128,
                     atol: float = 1e-4) -> Path:
     """Write ``model``'s inference model to ``path`` (``.xml`` + ``.bin``) as OpenVINO IR.
 
@@ -137,7 +136,7 @@ def export_openvino(model: MSINet, path: PathLike, height: int = 256, width: int
         >>> export_openvino(load_trained('msinet', 'model.pth.tar-60'), 'msinet.xml')
     """
     ov = require_openvino()
-    inference = InferenceModel(model, channels_last=False).cpu()
+    inference = feature_model(model, channels_last=False).cpu()
     images = torch.randn(3, 3, height, width)
 
     def write(tmp: Path) -> None:

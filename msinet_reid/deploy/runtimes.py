@@ -18,7 +18,6 @@ from typing import Optional, Sequence, Tuple, Union
 from torch import nn
 
 from ..atomic import PathLike
-from ..models import MSINet
 from .quantize import DEFAULT_CALIBRATION, MIN_COSINE, QuantizationReport
 
 SUFFIXES = {'onnx': '.onnx', 'openvino': '.xml', 'torchscript': '.pt'}
@@ -43,9 +42,10 @@ def require(format: str, int8: bool = False) -> None:
         raise ValueError(f'unknown format {format!r}; choose one of {", ".join(FORMATS)}')
 
 
-def export_model(model: MSINet, path: PathLike, format: str, height: int = 256,
+def export_model(model: nn.Module, path: PathLike, format: str, height: int = 256,
                  width: int = 128, fp16: bool = False, **options) -> Path:
-    """Write ``model``'s inference model to ``path`` in ``format``, checked on its runtime.
+    """Write ``model``'s features (an MSINet's :class:`InferenceModel`, or any torchreid
+    model in eval mode) to ``path`` in ``format``, checked on its runtime.
 
     ``path`` must end in the format's suffix; ``fp16`` is for ``onnx``; ``options`` go to
     the format's exporter (``opset`` for ONNX).

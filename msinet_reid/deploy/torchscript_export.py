@@ -16,22 +16,22 @@ from typing import Iterator, Tuple
 import torch
 
 from ..atomic import PathLike, atomic_write
-from ..models import MSINet
 from .checks import check_features
-from .inference import InferenceModel
+from .inference import feature_model
 
-# Read by torch.jit.load(path, _extra_files={METADATA: ''}); ignored by everyone else.
+# A file in the archive's extra/ folder, which torch.jit.load leaves alone.
 METADATA = 'msinet_reid.json'
 
 
-def export_torchscript(model: MSINet, path: PathLike, height: int = 256, width: int = 128,
-                       atol: float = 1e-4) -> Path:
-    """Write ``model``'s inference model to ``path`` as TorchScript, traced and frozen.
+def export_torchscript(model: torch.nn.Module, path: PathLike, height: int = 256,
+                       width: int = 128, atol: float = 1e-4) -> Path:
+    """Write ``model``'s features (an MSINet's inference model, or any torchreid model) to
+    ``path`` as TorchScript, traced and frozen.
 
-    Channels-last, BatchNorm folded, any batch size; the crop size ``(height, width)`` is
-    recorded in the file (:func:`torchscript_image_size`). Written atomically, once the
-    loaded file's features match PyTorch's within ``atol`` at another batch size than the
-    traced one.
+    Channels-last, BatchNorm folded, any batch size; the crop size ``(height, width)`` and
+    feature width are recorded in the file (:func:`torchscript_metadata`). Written
+    atomically, once the loaded file's features match PyTorch's within ``atol`` at another
+    batch size than the traced one.
 
     Example::
 
@@ -40,11 +40,13 @@ def export_torchscript(model: MSINet, path: PathLike, height: int = 256, width: 
     path = Path(path)
     if path.suffix != '.pt':
         raise ValueError(f'a TorchScript model is a .pt file; got {path}')
-    inference = InferenceModel(model).cpu()
+    inference = feature_model(model).cpu()
+    images = torch.randn(2, 3, height, width)
     with torch.no_grad(), quiet_tracing():
-        traced = torch.jit.freeze(torch.jit.trace(inference, torch.randn(2, 3, height, width)))
+        traced = torch.jit.freeze(torch.jit.trace(inference, images))
+        feature_dim = traced(images).shape[1]
     metadata = {METADATA: json.dumps({'image_size': [height, width],
-                                      'feature_dim': inference.feature_dim})}
+                                      'feature_dim': feature_dim})}
 
     def write(tmp: Path) -> None:
         with quiet_tracing():
