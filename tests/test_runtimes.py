@@ -14,7 +14,6 @@ from msinet_reid.deploy import load_trained
 from msinet_reid.deploy.checks import ExportCheckError, feature_cosine
 from msinet_reid.deploy.runtimes import export_model, load_exported
 
-from helpers import random_checkpoint
 
 pytest.importorskip('openvino', reason='the OpenVINO exports need msinet-reid[openvino]')
 pytest.importorskip('nncf', reason='OpenVINO int8 needs msinet-reid[openvino] (nncf)')
@@ -27,19 +26,8 @@ SIZE = ['--height', str(HEIGHT), '--width', str(WIDTH)]
 
 
 @pytest.fixture(scope='module')
-def market(tiny_market):
-    root = tiny_market(height=HEIGHT, width=WIDTH)
-    return root, root / 'market1501' / 'Market-1501-v15.09.15'
-
-
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    return random_checkpoint(tmp_path_factory.mktemp('checkpoint') / 'msinet.pth')
-
-
-@pytest.fixture(scope='module')
-def model(checkpoint):
-    return load_trained('msinet', checkpoint)
+def model(msinet_weights):
+    return load_trained('msinet', msinet_weights)
 
 
 @pytest.fixture(scope='module')
@@ -131,10 +119,10 @@ def test_a_wrong_conversion_is_refused(model, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.numerics
-def test_export_openvino_int8_end_to_end(checkpoint, market, tmp_path, capsys):
+def test_export_openvino_int8_end_to_end(msinet_weights, market64, tmp_path, capsys):
     out = tmp_path / 'msinet.xml'
-    assert main(['export', '--format', 'openvino', '--weights', str(checkpoint), '--out',
-                 str(out), *SIZE, '--int8', '--calib', str(market[1] / 'bounding_box_train'),
+    assert main(['export', '--format', 'openvino', '--weights', str(msinet_weights), '--out',
+                 str(out), *SIZE, '--int8', '--calib', str(market64[1] / 'bounding_box_train'),
                  '--num-calibration', '16']) == 0
     int8 = tmp_path / 'msinet.int8.xml'
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -148,12 +136,12 @@ def test_export_openvino_int8_end_to_end(checkpoint, market, tmp_path, capsys):
     assert 'FakeQuantize' in {op.get_type_name() for op in graph.get_ops()}  # activations
     assert (tmp_path / 'msinet.int8.bin').stat().st_size < (tmp_path / 'msinet.bin').stat(
     ).st_size / 3  # int8 weights
-    images = image_batches(find_images(market[1] / 'query'), (HEIGHT, WIDTH), 16, workers=0)
+    images = image_batches(find_images(market64[1] / 'query'), (HEIGHT, WIDTH), 16, workers=0)
     assert feature_cosine(OpenVinoModel(int8), OpenVinoModel(out), images).mean() >= MIN_COSINE
 
 
 @pytest.mark.slow
-def test_openvino_int8_guard_refuses_a_broken_calibration(exported, market, tmp_path):
+def test_openvino_int8_guard_refuses_a_broken_calibration(exported, market64, tmp_path):
     blank = tmp_path / 'blank'  # flat grey crops: the ranges miss real ones
     blank.mkdir()
     for index in range(4):
@@ -162,7 +150,7 @@ def test_openvino_int8_guard_refuses_a_broken_calibration(exported, market, tmp_
     out.write_text('a previous int8 model')
     with pytest.raises(QuantizationError, match='cosine similarity mean .* below the threshold'):
         openvino_export.quantize_openvino(exported['openvino'], out, blank,
-                                          check=market[1] / 'query')
+                                          check=market64[1] / 'query')
     assert out.read_text() == 'a previous int8 model'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['blank', 'msinet.int8.xml']
 
@@ -180,24 +168,24 @@ def test_openvino_bf16_keeps_the_features_direction(exported, model):
 
 @pytest.mark.slow
 @pytest.mark.skipif(cpu_has_bf16(), reason='this CPU runs bf16')
-def test_bf16_is_refused_where_the_cpu_lacks_it(exported, market, tmp_path, capsys):
+def test_bf16_is_refused_where_the_cpu_lacks_it(exported, market64, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(['extract', '--weights', str(exported['openvino']), '--images',
-              str(market[1] / 'query'), '--out', str(tmp_path / 'f.npy'), *SIZE,
+              str(market64[1] / 'query'), '--out', str(tmp_path / 'f.npy'), *SIZE,
               '--precision', 'bf16', '--workers', '0'])
     assert 'this CPU has no bf16 instructions' in capsys.readouterr().err
 
 
 @pytest.mark.slow
 @pytest.mark.numerics
-def test_extract_runs_each_file_on_its_runtime(checkpoint, exported, market, tmp_path):
+def test_extract_runs_each_file_on_its_runtime(msinet_weights, exported, market64, tmp_path):
     def extract(weights):
         out = tmp_path / f'{weights.name}.npy'
         assert main(['extract', '--weights', str(weights), '--images',
-                     str(market[1] / 'query'), '--out', str(out), *SIZE, '--workers', '0']) == 0
+                     str(market64[1] / 'query'), '--out', str(out), *SIZE, '--workers', '0']) == 0
         return np.load(out)
 
-    expected = extract(checkpoint)
+    expected = extract(msinet_weights)
     for name in ('openvino', 'torchscript'):
         np.testing.assert_allclose(extract(exported[name]), expected, rtol=0, atol=1e-4)
     fp16 = torch.from_numpy(extract(exported['fp16']))
@@ -205,10 +193,10 @@ def test_extract_runs_each_file_on_its_runtime(checkpoint, exported, market, tmp
 
 
 @pytest.mark.slow
-def test_evaluate_openvino_and_checkpoint_alike(checkpoint, exported, market, capsys):
-    common = ['--root', str(market[0]), *SIZE, '--workers', '0']
+def test_evaluate_openvino_and_checkpoint_alike(msinet_weights, exported, market64, capsys):
+    common = ['--root', str(market64[0]), *SIZE, '--workers', '0']
     scores = []
-    for weights in (checkpoint, exported['openvino'], exported['torchscript']):
+    for weights in (msinet_weights, exported['openvino'], exported['torchscript']):
         assert main(['evaluate', '--weights', str(weights), *common]) == 0
         scores.append(capsys.readouterr().out.splitlines()[-1].split(': ', 1)[1])
     assert scores[0].startswith('Rank-1 ') and scores[0] == scores[1] == scores[2]
@@ -216,9 +204,9 @@ def test_evaluate_openvino_and_checkpoint_alike(checkpoint, exported, market, ca
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', ['openvino', 'torchscript'])
-def test_another_image_size_is_named(name, exported, market, tmp_path, capsys):
+def test_another_image_size_is_named(name, exported, market64, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(['extract', '--weights', str(exported[name]), '--images', str(market[1] / 'query'),
+        main(['extract', '--weights', str(exported[name]), '--images', str(market64[1] / 'query'),
               '--out', str(tmp_path / 'f.npy'), '--workers', '0'])
     assert (f'takes {HEIGHT}x{WIDTH} images, not 256x128: pass --height {HEIGHT} '
             f'--width {WIDTH}') in capsys.readouterr().err
@@ -230,27 +218,27 @@ def test_another_image_size_is_named(name, exported, market, tmp_path, capsys):
      '--int8 applies to --format onnx and openvino'),
     (['--format', 'openvino', '--out', 'm.xml', '--fp16'], '--fp16 applies to --format onnx'),
 ])
-def test_export_cli_refuses_mismatched_options(checkpoint, tmp_path, capsys, argv, message):
+def test_export_cli_refuses_mismatched_options(msinet_weights, tmp_path, capsys, argv, message):
     argv = [str(tmp_path / a) if a.startswith('m.') else a for a in argv]
     with pytest.raises(SystemExit):
-        main(['export', '--weights', str(checkpoint), *SIZE, *argv])
+        main(['export', '--weights', str(msinet_weights), *SIZE, *argv])
     assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_openvino_names_the_extra(checkpoint, tmp_path, monkeypatch, capsys):
+def test_missing_openvino_names_the_extra(msinet_weights, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, 'openvino', None)  # makes `import openvino` fail
     with pytest.raises(SystemExit):
-        main(['export', '--format', 'openvino', '--weights', str(checkpoint),
+        main(['export', '--format', 'openvino', '--weights', str(msinet_weights),
               '--out', str(tmp_path / 'm.xml')])
     assert 'pip install "msinet-reid[openvino]"' in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_checkpoint_named_pt_is_not_torchscript(checkpoint, market, tmp_path, capsys):
+def test_a_checkpoint_named_pt_is_not_torchscript(msinet_weights, market64, tmp_path, capsys):
     weights = tmp_path / 'msinet.pt'  # a state_dict, as boxmot's .pt files are
-    weights.write_bytes(checkpoint.read_bytes())
+    weights.write_bytes(msinet_weights.read_bytes())
     with pytest.raises(SystemExit):
-        main(['extract', '--weights', str(weights), '--images', str(market[1] / 'query'),
+        main(['extract', '--weights', str(weights), '--images', str(market64[1] / 'query'),
               '--out', str(tmp_path / 'f.npy'), *SIZE, '--workers', '0'])
     assert 'cannot load' in capsys.readouterr().err
