@@ -9,6 +9,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .demo import DemoConfig, run_demo
+from .deploy.checks import ExportCheckError
 from .deploy.quantize import (CALIBRATION_METHODS, DEFAULT_CALIBRATION, MIN_COSINE,
                               QuantizationError)
 from .models import list_models
@@ -393,6 +394,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
-    except (PretrainedWeightsError, QuantizationError, FileNotFoundError, ImportError,
-            ValueError) as error:
+    except (PretrainedWeightsError, QuantizationError, ExportCheckError, FileNotFoundError,
+            ImportError, ValueError) as error:
         parser.exit(2, f'msinet-reid {args.command}: error: {error}\n')

@@ -97,7 +97,7 @@ def test_torchscript_loads_without_msinet_reid_or_torchreid(exported, model, tmp
 
 
 @pytest.mark.slow
-def test_a_wrong_conversion_is_refused(model, tmp_path, monkeypatch):
+def test_a_wrong_conversion_is_refused(model, msinet_weights, tmp_path, monkeypatch, capsys):
     convert = openvino_export.convert
 
     class Shifted(torch.nn.Module):
@@ -114,6 +114,11 @@ def test_a_wrong_conversion_is_refused(model, tmp_path, monkeypatch):
     monkeypatch.setattr(openvino_export, 'convert', off_by_a_little)
     with pytest.raises(ExportCheckError, match='away from PyTorch .* nothing was written'):
         export_model(model, tmp_path / 'msinet.xml', 'openvino', HEIGHT, WIDTH)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit):  # the command says so, without a traceback
+        main(['export', '--format', 'openvino', '--weights', str(msinet_weights), *SIZE,
+              '--out', str(tmp_path / 'msinet.xml')])
+    assert 'away from PyTorch (tolerance 1e-04); nothing was written' in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
