@@ -198,7 +198,8 @@ def checked_int8(
     """Write an int8 model to ``out_path`` only if its features pass the cosine guard.
 
     ``quantize(tmp)`` writes the int8 model to a temporary path, which ``load`` runs; the
-    mean cosine similarity of its features to ``fp32``'s on the ``held_out`` crops must
+    mean cosine similarity of its features to ``fp32``'s (a runtime's model of the fp32
+    file at ``fp32.path``) on the ``held_out`` crops must
     reach ``min_cosine``, or a :class:`QuantizationError` (suggesting ``retry``) is raised
     and ``out_path`` is left as it was. ``write`` places the file atomically (a format of
     several files brings its own). Returns the similarity of each held-out crop; shared
@@ -221,8 +222,9 @@ def checked_int8(
                 f'the int8 features are too far from the fp32 features on {len(held_out)} '
                 f'held-out images: cosine similarity mean {similarity.mean():.4f}, min '
                 f'{similarity.min():.4f}, below the threshold {min_cosine} (mean). Nothing '
-                f'was written to {out_path}; the fp32 model is unchanged. Calibrate on a '
-                f'few hundred crops like those the model will see{", " + retry if retry else ""}.'
+                f'was written to {out_path}; the fp32 model at {fp32.path} is unchanged. '
+                f'Calibrate on a few hundred crops like those the model will see'
+                f'{", " + retry if retry else ""}.'
             )
 
     write(out_path, quantize_and_check)
