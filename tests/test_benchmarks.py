@@ -12,6 +12,7 @@ from helpers import load_script
 
 @pytest.mark.slow
 def test_quick_benchmark(tmp_path, reference_facts, capsys):
+    pytest.importorskip('nncf', reason='its OpenVINO rows need msinet-reid[openvino]')
     benchmark = load_script('benchmarks/inference.py')
     threads = torch.get_num_threads()
     try:
