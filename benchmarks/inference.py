@@ -4,15 +4,19 @@ Measures, in one run: parameters (classifiers excluded), FLOPs per image counted
 PyTorch's ``FlopCounterMode`` (which, unlike torchreid's ``compute_model_complexity``,
 sees the matrix products inside attention), and latency at each batch size on the CPU
 (and CUDA when present) for the eager models, MSINet's inference model
-(``msinet_reid.deploy``) and its ONNX export in onnxruntime, fp32 and int8
-(``msinet_reid.deploy.quantize_onnx``, calibrated on synthetic crops; the weights are
-untrained, so only its speed means something here: ``benchmarks/quantization.py``
-measures its accuracy on a trained model), and compiled models
+(``msinet_reid.deploy``), each model's export to every CPU runtime
+(``msinet_reid.deploy.export_model``): ONNX Runtime fp32 and int8, OpenVINO fp32, bf16
+(where the CPU has bf16) and int8, TorchScript (int8 calibrated on synthetic crops; the
+weights are untrained, so only its speed means something here:
+``benchmarks/quantization.py`` measures its accuracy on a trained model), and compiled
+models
 (``msinet_reid.deploy.compile_model``: torch.compile, and CUDA graphs on a GPU; compiled
 for each batch size timed, the compile time reported). Timings are interleaved:
 each repeat runs every variant once, in a rotating order, so that load from other
 processes spreads over all of them; the median and the spread over repeats are reported,
-and each variant's median as a ratio to ResNet-50's.
+and each variant's median as a ratio to ResNet-50's. One table ends the report: each
+runtime x batch size x model, as the speed-up over ONNX Runtime fp32 of the same model
+(median of paired ratios).
 
 Usage::
 
@@ -21,6 +25,7 @@ Usage::
     python benchmarks/inference.py --quick  # tiny sizes, two repeats: checks it runs
 """
 import argparse
+import importlib
 import json
 import platform
 import statistics
@@ -42,6 +47,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plots  # noqa: E402
 
 MODELS = ('resnet50', 'osnet_x1_0', 'msinet', 'msinet_sam')
+RUNTIME_MODELS = MODELS[:3]
+# The runtime table's rows: label -> suffix of the variant's name after the model's.
+RUNTIMES = {
+    'eager': '', 'InferenceModel': ' inference', 'compiled (inductor)': ' compiled',
+    'ONNX Runtime fp32': ' onnxruntime', 'ONNX Runtime int8': ' onnxruntime int8',
+    'OpenVINO fp32': ' openvino', 'OpenVINO bf16': ' openvino bf16',
+    'OpenVINO int8': ' openvino int8', 'TorchScript': ' torchscript',
+}
+TABLE_BASELINE = 'ONNX Runtime fp32'
 BASELINE = 'resnet50'
 MIN_SAMPLE_SECONDS = 0.2  # small batches are timed over several calls per sample
 DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
@@ -64,7 +78,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="CPU threads for torch and onnxruntime (default: torch's)")
     parser.add_argument('--devices', nargs='+', default=None,
                         help='devices to time (default: cpu, and cuda when available)')
-    parser.add_argument('--no-onnx', action='store_true', help='skip onnxruntime')
+    parser.add_argument('--no-onnx', action='store_true',
+                        help='skip the exported runtimes (ONNX Runtime, OpenVINO, TorchScript)')
+    parser.add_argument('--runtime-models', nargs='*', default=None, choices=RUNTIME_MODELS,
+                        help='models exported to every runtime (default: all three; msinet '
+                             'with --quick)')
     parser.add_argument('--compile-models', nargs='*', default=None, choices=MODELS,
                         help='models timed compiled (default: msinet on the CPU, where '
                              'compiling the others takes minutes; resnet50, osnet_x1_0 '
@@ -85,6 +103,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.quick:
         args.batch_sizes, args.cuda_batch_sizes = [2], [2]
         args.height, args.width, args.repeats = 64, 32, 2
+    if args.runtime_models is None:
+        args.runtime_models = ['msinet'] if args.quick else list(RUNTIME_MODELS)
     if args.devices is None:
         args.devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     return args
@@ -104,18 +124,33 @@ def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
     return counter.get_total_flops()
 
 
-def onnx_runners(model: torch.nn.Module, height: int, width: int, threads: Optional[int],
-                 folder: Path) -> Dict[str, Runner]:
-    """The ONNX export in onnxruntime, fp32 and int8 (calibrated on synthetic crops)."""
-    from msinet_reid.deploy import OnnxModel, export_onnx, quantize_onnx
+def runtime_runners(built: Dict[str, torch.nn.Module], args: argparse.Namespace,
+                    folder: Path) -> Dict[str, Runner]:
+    """Each of ``args.runtime_models`` exported to every CPU runtime, each export checked
+    against PyTorch; int8 calibrated on synthetic crops (the guard is off: untrained
+    weights)."""
+    from msinet_reid.deploy import export_model, load_exported, quantize_model
+    from msinet_reid.deploy.openvino_export import cpu_has_bf16
+    from msinet_reid.deploy.runtimes import INT8_FORMATS, SUFFIXES, int8_path
 
-    fp32 = export_onnx(model, folder / 'msinet.onnx', height, width)
-    crops = make_market1501(folder, num_train_ids=16, num_test_ids=1, height=height,
-                            width=width, progress=False) / 'bounding_box_train'
-    report = quantize_onnx(fp32, folder / 'msinet.int8.onnx', crops, min_cosine=-1)
-    print(f'{report} (untrained weights: the guard is off)', file=sys.stderr)
-    return {'msinet onnxruntime': OnnxModel(fp32, threads),
-            'msinet onnxruntime int8': OnnxModel(report.path, threads)}
+    crops = make_market1501(folder, num_train_ids=16, num_test_ids=1, height=args.height,
+                            width=args.width, progress=False) / 'bounding_box_train'
+    bf16 = cpu_has_bf16()
+    runners: Dict[str, Runner] = {}
+    for name in args.runtime_models:
+        for format, suffix in SUFFIXES.items():
+            print(f'exporting {name} to {format}', file=sys.stderr)
+            path = export_model(built[name], folder / f'{name}{suffix}', format, args.height,
+                                args.width)
+            row = f'{name} {"onnxruntime" if format == "onnx" else format}'
+            runners[row] = load_exported(path, 'f32', args.threads)[0]
+            if format == 'openvino' and bf16:
+                runners[f'{row} bf16'] = load_exported(path, 'bf16', args.threads)[0]
+            if format in INT8_FORMATS:
+                report = quantize_model(path, int8_path(path), crops, min_cosine=-1)
+                print(f'{report} (untrained weights: the guard is off)', file=sys.stderr)
+                runners[f'{row} int8'] = load_exported(report.path, 'f32', args.threads)[0]
+    return runners
 
 
 def compiled_rows(args: argparse.Namespace,
@@ -138,7 +173,7 @@ def build_variants(built: Dict[str, torch.nn.Module], args: argparse.Namespace,
     variants['msinet inference'] = InferenceModel(msinet).to(device)
     variants['msinet inference NCHW'] = InferenceModel(msinet, channels_last=False).to(device)
     if device.type == 'cpu' and not args.no_onnx:
-        variants.update(onnx_runners(msinet, args.height, args.width, args.threads, folder))
+        variants.update(runtime_runners(built, args, folder))
     if device.type == 'cuda':
         for name in MODELS[:3]:
             variants[f'{name} amp'] = _autocast(variants[name])
@@ -247,11 +282,11 @@ def environment(args: argparse.Namespace) -> dict:
     }
     if 'cuda' in args.devices:
         info['gpu'] = torch.cuda.get_device_name()
-    try:
-        import onnxruntime
-        info['onnxruntime'] = onnxruntime.__version__
-    except ImportError:
-        pass
+    for package in ('onnxruntime', 'openvino', 'nncf'):
+        try:
+            info[package] = importlib.import_module(package).__version__
+        except ImportError:
+            pass
     return info
 
 
@@ -263,6 +298,10 @@ COMPARISONS = {  # label: (variant, baseline)
     'onnxruntime / int8': ('msinet onnxruntime', 'msinet onnxruntime int8'),
     'inference / int8': ('msinet inference', 'msinet onnxruntime int8'),
     'osnet_x1_0 / int8': ('osnet_x1_0', 'msinet onnxruntime int8'),
+    'openvino / openvino int8': ('msinet openvino', 'msinet openvino int8'),
+    'onnxruntime / openvino int8': ('msinet onnxruntime', 'msinet openvino int8'),
+    'onnxruntime / openvino bf16': ('msinet onnxruntime', 'msinet openvino bf16'),
+    'onnxruntime / torchscript': ('msinet onnxruntime', 'msinet torchscript'),
     'msinet amp / osnet_x1_0 amp': ('msinet amp', 'osnet_x1_0 amp'),
     'msinet amp / resnet50 amp': ('msinet amp', 'resnet50 amp'),
     'fp32 / amp': ('msinet', 'msinet amp'),
@@ -313,6 +352,46 @@ def print_report(results: dict) -> None:
             per_batch = ', '.join(f'{s if isinstance(s, str) else f"{s:.0f} s"} (batch {batch})'
                                   for batch, s in seconds.items())
             print(f'compiling {name} on {device}: {per_batch}')
+    if results.get('runtime_table'):
+        print(f'\nCPU runtimes: median ms per batch ({results["environment"]["threads"]} '
+              f'threads), and the speed-up over {TABLE_BASELINE} of the same model')
+        print(format_runtime_table(results['runtime_table']))
+
+
+def runtime_table(latency: Dict[str, dict]) -> Dict[str, Dict[str, Dict[str, dict]]]:
+    """runtime -> model -> batch -> median ms and speed-up over ONNX Runtime fp32 of the
+    same model (the median over repeats of the paired time ratios), from one device's
+    ``latency`` results; the cells measured."""
+    table: Dict[str, Dict[str, Dict[str, dict]]] = {}
+    for label, suffix in RUNTIMES.items():
+        for model in RUNTIME_MODELS:
+            name, baseline = f'{model}{suffix}', f'{model}{RUNTIMES[TABLE_BASELINE]}'
+            for batch, measured in latency.items():
+                variants = measured['variants']
+                if name not in variants or baseline not in variants:
+                    continue
+                samples = {key: variants[key]['samples_ms'] for key in (name, baseline)}
+                table.setdefault(label, {}).setdefault(model, {})[batch] = {
+                    'median_ms': variants[name]['median_ms'],
+                    'speedup': statistics.median(
+                        1 / ratio for ratio in paired_ratios(samples, name, baseline)),
+                }
+    return table
+
+
+def format_runtime_table(table: Dict[str, Dict[str, Dict[str, dict]]]) -> str:
+    """The runtime table in Markdown: a row per runtime, a column per model and batch."""
+    columns = sorted({(model, batch) for by_model in table.values()
+                      for model, batches in by_model.items() for batch in batches},
+                     key=lambda column: (RUNTIME_MODELS.index(column[0]), int(column[1])))
+    lines = ['| runtime | ' + ' | '.join(f'{model} batch {batch}' for model, batch in columns)
+             + ' |', '|---' * (len(columns) + 1) + '|']
+    for label, by_model in table.items():
+        cells = [by_model.get(model, {}).get(batch) for model, batch in columns]
+        lines.append(f'| {label} | ' + ' | '.join(
+            f'{cell["median_ms"]:.1f} ms ({cell["speedup"]:.2f}x)' if cell else '-'
+            for cell in cells) + ' |')
+    return '\n'.join(lines)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -346,6 +425,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 results['latency'][device_name][batch] = {
                     'variants': summarize(samples), 'ratios': compare(samples),
                 }
+                if device.type == 'cpu':
+                    results['runtime_table'] = runtime_table(results['latency']['cpu'])
                 if args.out:  # after every batch size: a run stopped later keeps these
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(results, indent=2))

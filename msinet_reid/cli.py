@@ -9,6 +9,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .demo import DemoConfig, run_demo
+from .deploy.checks import ExportCheckError
 from .deploy.quantize import (CALIBRATION_METHODS, DEFAULT_CALIBRATION, MIN_COSINE,
                               QuantizationError)
 from .models import list_models
@@ -36,15 +37,18 @@ def _demo(args: argparse.Namespace) -> None:
                            for field in dataclasses.fields(DemoConfig)}))
 
 
-def _add_model_command(commands, name: str, run, help: str,
-                       description: str) -> argparse.ArgumentParser:
+def _add_model_command(commands, name: str, run, help: str, description: str,
+                       exported: bool = True) -> argparse.ArgumentParser:
     """A subcommand working on a trained checkpoint of a registered MSINet model."""
     parser = commands.add_parser(name, help=help, description=description,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--model', default='msinet', choices=list_models(),
                         help='registered MSINet model the checkpoint belongs to')
     parser.add_argument('--weights', required=True, type=Path,
-                        help="trained checkpoint (torchreid engine's or a state_dict)")
+                        help="trained checkpoint (torchreid engine's or a state_dict: .pth, "
+                             '.pth.tar)' + (', or an exported model run on its runtime on '
+                                            'the CPU: .onnx (onnxruntime), .xml (OpenVINO), '
+                                            '.pt (TorchScript)' if exported else ''))
     parser.add_argument('--height', type=int, default=256, help='input image height')
     parser.add_argument('--width', type=int, default=128, help='input image width')
     parser.set_defaults(run=run)
@@ -53,40 +57,61 @@ def _add_model_command(commands, name: str, run, help: str,
 
 def _export(args: argparse.Namespace) -> None:
     from .deploy import load_trained
-    from .deploy.onnx_export import export_onnx, require_onnxruntime
-    from .deploy.quantize import quantize_onnx, split_calibration
+    from .deploy.quantize import split_calibration
+    from .deploy.runtimes import INT8_FORMATS, export_model, int8_path, quantize_model, require
 
-    require_onnxruntime()  # fail before loading anything
+    if args.fp16 and args.format != 'onnx':
+        raise ValueError(f'--fp16 applies to --format onnx; {args.format} runs fp32 files '
+                         f'(OpenVINO picks bf16 at run time: extract --precision bf16)')
+    if args.int8 and args.format not in INT8_FORMATS:
+        raise ValueError(f'--int8 applies to --format {" and ".join(INT8_FORMATS)}')
     if args.int8 and args.calib is None:
         raise ValueError('--int8 needs --calib DIR, a folder of crops to calibrate on')
-    if not args.int8 and any(option is not None
-                             for option in (args.calib, args.check, args.int8_out)):
-        raise ValueError('--calib, --check and --int8-out only apply with --int8')
+    if not args.int8 and any(option is not None for option in
+                             (args.calib, args.check, args.int8_out, args.calib_method)):
+        raise ValueError('--calib, --check, --calib-method and --int8-out only apply '
+                         'with --int8')
+    require(args.format, int8=args.int8)  # fail before loading anything
     if args.int8:  # and before the fp32 export, on calibration crops that cannot serve
         calibration, check = split_calibration(args.calib, args.check, args.num_calibration)
-    path = export_onnx(load_trained(args.model, args.weights), args.out,
-                       height=args.height, width=args.width, opset=args.opset)
+    options = {'opset': args.opset} if args.format == 'onnx' else {}
+    path = export_model(load_trained(args.model, args.weights), args.out, args.format,
+                        args.height, args.width, fp16=args.fp16, **options)
     print(f'Wrote {path}: input images (batch, 3, {args.height}, {args.width}), '
-          f'output features (batch, 768); checked with onnxruntime')
+          f'output features (batch, 768){" in float16" if args.fp16 else ""}; checked '
+          f'against PyTorch with {RUNTIMES[args.format]}')
     if args.int8:
-        report = quantize_onnx(path, args.int8_out or path.with_suffix('.int8.onnx'),
-                               calibration, check=check, method=args.calib_method,
-                               min_cosine=args.min_cosine)
+        report = quantize_model(path, args.int8_out or int8_path(path), calibration,
+                                check=check, method=args.calib_method,
+                                min_cosine=args.min_cosine)
         print(f'Wrote {report}')
+
+
+RUNTIMES = {'onnx': 'onnxruntime', 'openvino': 'OpenVINO', 'torchscript': 'torch.jit'}
 
 
 def _add_export(commands) -> None:
     parser = _add_model_command(
-        commands, 'export', _export,
-        help='export a trained model to ONNX (needs msinet-reid[onnx])',
+        commands, 'export', _export, exported=False,
+        help='export a trained model to ONNX, OpenVINO or TorchScript',
         description='Export the inference model (BatchNorm folded, classifiers dropped) of a '
-                    'trained checkpoint to ONNX with a dynamic batch axis, and check its '
-                    'features against PyTorch with onnxruntime.',
+                    'trained checkpoint with a dynamic batch axis, and check its features '
+                    'against PyTorch on its own runtime: ONNX (.onnx, onnxruntime; needs '
+                    'msinet-reid[onnx]), OpenVINO IR (.xml and .bin; needs '
+                    'msinet-reid[openvino]) or TorchScript (.pt, torch.jit.load).',
     )
-    parser.add_argument('--out', required=True, type=Path, help='ONNX file to write')
+    parser.add_argument('--format', default='onnx', choices=list(RUNTIMES),
+                        help='file format (and runtime) to export to')
+    parser.add_argument('--out', required=True, type=Path,
+                        help='file to write: .onnx, .xml (OpenVINO) or .pt (TorchScript)')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset version')
+    parser.add_argument('--fp16', action='store_true',
+                        help='ONNX in float16 (weights, activations, input and output), for '
+                             "GPU runtimes and TensorRT's ONNX parser; checked on the CPU "
+                             'against the fp32 features (cosine similarity >= 0.999)')
     int8 = parser.add_argument_group(
-        'int8', 'also write an int8 model, calibrated on crops and checked against fp32')
+        'int8', 'also write an int8 model (onnx: onnxruntime static quantization; openvino: '
+                'NNCF), calibrated on crops and checked against fp32')
     int8.add_argument('--int8', action='store_true', help='quantize the exported model')
     int8.add_argument('--calib', type=Path,
                       help='folder of crops (searched recursively) to calibrate on, e.g. '
@@ -97,14 +122,15 @@ def _add_export(commands) -> None:
                            'calibration for the check')
     int8.add_argument('--num-calibration', type=int, default=256,
                       help='crops to calibrate on, drawn at random from --calib')
-    int8.add_argument('--calib-method', default=DEFAULT_CALIBRATION,
-                      choices=CALIBRATION_METHODS, help='how activation ranges are chosen')
+    int8.add_argument('--calib-method', default=None, choices=CALIBRATION_METHODS,
+                      help=f'how onnxruntime chooses activation ranges (default: '
+                           f'{DEFAULT_CALIBRATION}); NNCF (openvino) has its own')
     int8.add_argument('--min-cosine', type=float, default=MIN_COSINE,
                       help='refuse the int8 model below this mean cosine similarity '
                            'to the fp32 features on the held-out crops')
     int8.add_argument('--int8-out', type=Path, default=None,
-                      help='int8 ONNX file to write; without it, --out with the suffix '
-                           '.int8.onnx')
+                      help='int8 file to write; without it, --out with .int8 before its '
+                           'suffix (model.int8.onnx, model.int8.xml)')
 
 
 def _add_loading_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
@@ -115,17 +141,38 @@ def _add_loading_options(parser: argparse.ArgumentParser, batch_size: int) -> No
                         help='run the model compiled (msinet_reid.deploy.compile_model: '
                              'torch.compile, and CUDA graphs on a GPU) for batches up to '
                              '--batch-size; compiling takes a while before the first batch')
+    parser.add_argument('--precision', default='f32', choices=['f32', 'bf16'],
+                        help='inference precision of an OpenVINO (.xml) model; bf16 needs a '
+                             'CPU with bf16 instructions (AVX-512 BF16 or AMX)')
 
 
-def _feature_model(args: argparse.Namespace, device):
-    """The checkpoint's model for feature extraction: compiled with ``--compile``."""
+def _feature_model(args: argparse.Namespace):
+    """The model ``--weights`` names and the device it runs on: an exported file (.onnx,
+    .xml, .pt) on its runtime, on the CPU; else the checkpoint's PyTorch model, compiled
+    with ``--compile``."""
+    import torch
+
     from .deploy import compile_model, load_trained
+    from .deploy.runtimes import format_of, load_exported
 
-    model = load_trained(args.model, args.weights)
+    if format_of(args.weights) is None:
+        if args.precision != 'f32':
+            raise ValueError('--precision applies to OpenVINO (.xml) models; a checkpoint '
+                             'runs in float32')
+        device = torch.device(args.device)
+        model = load_trained(args.model, args.weights)
+        if args.compile:
+            return compile_model(model, device, (args.height, args.width),
+                                 max_batch_size=args.batch_size), device
+        return model.to(device), device
     if args.compile:
-        return compile_model(model, device, (args.height, args.width),
-                             max_batch_size=args.batch_size)
-    return model.to(device)
+        raise ValueError(f'--compile compiles PyTorch checkpoints; {args.weights.name} runs '
+                         f'on its own runtime as it is: leave --compile out')
+    model, (height, width) = load_exported(args.weights, args.precision)
+    if (height, width) != (args.height, args.width):
+        raise ValueError(f'{args.weights} takes {height}x{width} images, not '
+                         f'{args.height}x{args.width}: pass --height {height} --width {width}')
+    return model, torch.device('cpu')  # every runtime here reads host memory
 
 
 def _save_npy(array: np.ndarray, path: Path) -> None:
@@ -156,14 +203,12 @@ def _write_lines(path: Path, lines: List[str]) -> None:
 
 
 def _extract(args: argparse.Namespace) -> None:
-    import torch
-
     from .deploy import extract_image_features, find_images
 
     paths, unreadable = _readable(find_images(args.images), args)
-    device = torch.device(args.device)
+    model, device = _feature_model(args)
     features = extract_image_features(
-        _feature_model(args, device), paths, (args.height, args.width),
+        model, paths, (args.height, args.width),
         batch_size=args.batch_size, workers=args.workers, device=device,
     )
     listing, skipped = args.out.with_suffix('.txt'), args.out.with_suffix('.skipped.txt')
@@ -201,27 +246,10 @@ def _add_extract(commands) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    import torch
-
     from .data.images import datamanager_images, drop_images
     from .evaluation import evaluate, query_gallery
 
-    if args.weights.suffix == '.onnx':
-        from .deploy import OnnxModel
-
-        if args.compile:
-            raise ValueError('--compile compiles PyTorch checkpoints; an ONNX file runs in '
-                             'onnxruntime as it is: leave --compile out')
-
-        model = OnnxModel(args.weights)
-        if model.image_size != (args.height, args.width):
-            raise ValueError(f'{args.weights} takes {model.image_size[0]}x{model.image_size[1]} '
-                             f'images; pass --height {model.image_size[0]} '
-                             f'--width {model.image_size[1]}')
-        device = torch.device('cpu')  # onnxruntime's CPU session reads host memory
-    else:
-        device = torch.device(args.device)
-        model = _feature_model(args, device)
+    model, device = _feature_model(args)
     datamanager = query_gallery(str(args.root), args.dataset, args.height, args.width,
                                 args.batch_size, args.workers, use_gpu=device.type == 'cuda')
     _, unreadable = _readable(
@@ -244,12 +272,13 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _add_evaluate(commands) -> None:
     parser = _add_model_command(
         commands, 'evaluate', _evaluate,
-        help='Rank-1/mAP/mINP of a checkpoint or an ONNX model on a torchreid dataset',
+        help='Rank-1/mAP/mINP of a checkpoint or an exported model on a torchreid dataset',
         description="Rank the query images of a torchreid dataset against its gallery with "
-                    "a trained checkpoint, an fp32 ONNX file or an int8 ONNX file (--weights "
-                    "ending in .onnx, run by onnxruntime on the CPU), with the protocol of "
-                    "training's evaluation (msinet_reid.evaluation.evaluate), and print "
-                    'Rank-1, mAP and mINP; with --rerank, after k-reciprocal re-ranking '
+                    "a trained checkpoint or an exported model (--weights ending in .onnx, "
+                    ".xml or .pt, run on the CPU by onnxruntime, OpenVINO or torch.jit), "
+                    "with the protocol of training's evaluation "
+                    '(msinet_reid.evaluation.evaluate), and print Rank-1, mAP and mINP; '
+                    'with --rerank, after k-reciprocal re-ranking '
                     "(torchreid's re_ranking, computed sparsely: fits MSMT17 on one machine).",
     )
     parser.add_argument('--root', required=True, type=Path,
@@ -365,6 +394,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
-    except (PretrainedWeightsError, QuantizationError, FileNotFoundError, ImportError,
-            ValueError) as error:
+    except (PretrainedWeightsError, QuantizationError, ExportCheckError, FileNotFoundError,
+            ImportError, ValueError) as error:
         parser.exit(2, f'msinet-reid {args.command}: error: {error}\n')

@@ -12,7 +12,7 @@ from msinet_reid.data import make_market1501
 from msinet_reid.models import MSINET_IMAGENET, MSINet
 from msinet_reid.weights import ENV_VAR
 
-from helpers import deterministic_state_dict
+from helpers import deterministic_state_dict, random_checkpoint
 
 DATA = Path(__file__).parent / 'data'
 # The synthetic Market-1501 most tests train on: small enough for seconds per epoch.
@@ -49,6 +49,20 @@ def tiny_market(tmp_path_factory):
         return roots[key]
 
     return make
+
+
+@pytest.fixture(scope='session')
+def market64(tiny_market):
+    """A tiny synthetic Market-1501 of 64x32 crops, ``(data root, dataset folder)``: its
+    training crops to calibrate on, its query and gallery to rank."""
+    root = tiny_market(height=64, width=32)
+    return root, root / 'market1501' / 'Market-1501-v15.09.15'
+
+
+@pytest.fixture(scope='session')
+def msinet_weights(tmp_path_factory) -> Path:
+    """A state_dict of randomly initialised MSINet (``helpers.random_checkpoint``)."""
+    return random_checkpoint(tmp_path_factory.mktemp('checkpoint') / 'msinet.pth')
 
 
 @pytest.fixture

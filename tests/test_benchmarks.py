@@ -5,11 +5,14 @@ import statistics
 import pytest
 import torch
 
+from msinet_reid.deploy.openvino_export import cpu_has_bf16
+
 from helpers import load_script
 
 
 @pytest.mark.slow
 def test_quick_benchmark(tmp_path, reference_facts, capsys):
+    pytest.importorskip('nncf', reason='its OpenVINO rows need msinet-reid[openvino]')
     benchmark = load_script('benchmarks/inference.py')
     threads = torch.get_num_threads()
     try:
@@ -17,7 +20,8 @@ def test_quick_benchmark(tmp_path, reference_facts, capsys):
     finally:
         torch.set_num_threads(threads)
     results = json.loads((tmp_path / 'cpu.json').read_text())
-    assert 'msinet / osnet_x1_0' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert 'msinet / osnet_x1_0' in printed
     facts = results['models']
     assert list(facts) == ['resnet50', 'osnet_x1_0', 'msinet', 'msinet_sam']
     for name, model in [('msinet', 'msinet'), ('msinet_sam', 'msinet_sam_person')]:
@@ -27,9 +31,11 @@ def test_quick_benchmark(tmp_path, reference_facts, capsys):
     msinet_s = benchmark.models.build_model('msinet_s', 10, pretrained=False)
     assert benchmark.count_flops(msinet_s, 64, 32) > facts['msinet']['flops'] > 0
     latency = results['latency']['cpu']['2']['variants']
+    bf16 = {'msinet openvino bf16'} if cpu_has_bf16() else set()
     assert set(latency) == {'resnet50', 'osnet_x1_0', 'msinet', 'msinet_sam', 'msinet inference',
                             'msinet inference NCHW', 'msinet onnxruntime',
-                            'msinet onnxruntime int8', 'msinet compiled'}
+                            'msinet onnxruntime int8', 'msinet openvino', 'msinet openvino int8',
+                            'msinet torchscript', 'msinet compiled'} | bf16
     assert list(results['compile_seconds']['cpu']) == ['msinet compiled']
     assert list(results['compile_seconds']['cpu']['msinet compiled']) == ['2']
     for summary in latency.values():
@@ -51,6 +57,17 @@ def test_quick_benchmark(tmp_path, reference_facts, capsys):
         name, baseline = benchmark.COMPARISONS[label]
         assert ratio['median'] == pytest.approx(paired_median(name, baseline))
         assert ratio['min'] <= ratio['median'] <= ratio['max']
+    # The runtime table: msinet's runtimes (--quick exports msinet alone), as speed-ups
+    # over ONNX Runtime fp32 paired within each repeat.
+    table = results['runtime_table']
+    assert set(table) == {label for label, suffix in benchmark.RUNTIMES.items()
+                          if f'msinet{suffix}' in latency}
+    assert table['ONNX Runtime fp32']['msinet']['2']['speedup'] == 1
+    cell = table['OpenVINO int8']['msinet']['2']
+    assert cell['speedup'] == pytest.approx(
+        paired_median('msinet onnxruntime', 'msinet openvino int8'))
+    assert benchmark.format_runtime_table(table) in printed
+    assert '| OpenVINO int8 | ' in printed
 
 
 def test_check_images_benchmark_quick(capsys):

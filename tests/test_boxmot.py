@@ -17,7 +17,7 @@ import msinet_reid
 from msinet_reid import cli
 from msinet_reid.data.tracking import make_mot_sequence, read_mot
 from msinet_reid.deploy import InferenceModel, load_trained
-from msinet_reid.deploy import MIN_COSINE, OnnxModel
+from msinet_reid.deploy import MIN_COSINE, OnnxModel, export_model
 
 from helpers import engine_checkpoint, load_script, random_checkpoint
 
@@ -131,6 +131,24 @@ def test_features_equal_the_inference_model_on_every_backend(weights, checkpoint
         expected = InferenceModel(load_trained('msinet', checkpoint))(crops)
     expected = torch.nn.functional.normalize(expected, dim=1)
     for backend, path in files.items():
+        encoder = msinet_boxmot.reid_encoder(path)
+        assert encoder.spec.backend == backend and encoder.embedding_dim == 768
+        (features,) = encoder.encode([frame], [detections])
+        torch.testing.assert_close(features, expected, atol=1e-4, rtol=0, msg=backend)
+
+
+@pytest.mark.slow
+def test_msinet_reid_exports_run_in_boxmot_by_suffix(weights, checkpoint, tmp_path):
+    """`msinet-reid export --format openvino|torchscript` files, without boxmot's metadata:
+    .xml on boxmot's openvino backend, a TorchScript .pt on its torchscript backend."""
+    runtime_installed('openvino')
+    frame, detections, bgr, boxes = frame_and_detections()
+    model = load_trained('msinet', checkpoint)
+    crops = ReID(weights=weights).model.get_crops(boxes, bgr)
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(InferenceModel(model)(crops), dim=1)
+    for backend, name in (('openvino', 'msinet.xml'), ('torchscript', 'msinet.pt')):
+        path = export_model(model, tmp_path / name, backend, HEIGHT, WIDTH)
         encoder = msinet_boxmot.reid_encoder(path)
         assert encoder.spec.backend == backend and encoder.embedding_dim == 768
         (features,) = encoder.encode([frame], [detections])

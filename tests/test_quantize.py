@@ -15,34 +15,22 @@ from msinet_reid.deploy.onnx_export import onnx_session
 from msinet_reid.deploy.quantize import feature_cosine
 from msinet_reid.deploy.rewrites import int8_friendly, shapes_from_quantized
 
-from helpers import load_script, random_checkpoint
+from helpers import load_script
 
 HEIGHT, WIDTH = 64, 32
 
 
 @pytest.fixture(scope='module')
-def market(tiny_market):
-    """A tiny synthetic Market-1501: training crops to calibrate on, query/gallery to rank."""
-    root = tiny_market(height=HEIGHT, width=WIDTH)
-    return root, root / 'market1501' / 'Market-1501-v15.09.15'
-
-
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    return random_checkpoint(tmp_path_factory.mktemp('checkpoint') / 'msinet.pth')
-
-
-@pytest.fixture(scope='module')
-def fp32_onnx(checkpoint, tmp_path_factory):
+def fp32_onnx(msinet_weights, tmp_path_factory):
     path = tmp_path_factory.mktemp('fp32') / 'msinet.onnx'
-    return export_onnx(load_trained('msinet', checkpoint), path, HEIGHT, WIDTH)
+    return export_onnx(load_trained('msinet', msinet_weights), path, HEIGHT, WIDTH)
 
 
 @pytest.mark.numerics
-def test_export_int8_end_to_end(checkpoint, market, tmp_path, capsys, record_property):
-    crops = market[1] / 'bounding_box_train'
+def test_export_int8_end_to_end(msinet_weights, market64, tmp_path, capsys, record_property):
+    crops = market64[1] / 'bounding_box_train'
     out = tmp_path / 'msinet.onnx'
-    assert main(['export', '--weights', str(checkpoint), '--out', str(out), '--height',
+    assert main(['export', '--weights', str(msinet_weights), '--out', str(out), '--height',
                  str(HEIGHT), '--width', str(WIDTH), '--int8', '--calib', str(crops),
                  '--num-calibration', '16']) == 0
     int8 = tmp_path / 'msinet.int8.onnx'
@@ -71,7 +59,7 @@ def test_export_int8_end_to_end(checkpoint, market, tmp_path, capsys, record_pro
     assert all(producers[node.input[0]].op_type != 'DequantizeLinear'
                for node in graph.node if node.op_type == 'Shape')
     # Same interface as fp32, close features on images it never saw.
-    images = image_batches(find_images(market[1] / 'query'), (HEIGHT, WIDTH), 16, workers=0)
+    images = image_batches(find_images(market64[1] / 'query'), (HEIGHT, WIDTH), 16, workers=0)
     similarity = feature_cosine(OnnxModel(int8), OnnxModel(out), images)
     record_property('mean cosine int8 / fp32', similarity.mean().item())
     assert similarity.mean() >= MIN_COSINE
@@ -91,7 +79,7 @@ def test_int8_rewrites_keep_the_fp32_features(fp32_onnx, tmp_path):
                                rtol=0, atol=1e-5)
 
 
-def test_guard_refuses_a_broken_calibration(fp32_onnx, market, tmp_path):
+def test_guard_refuses_a_broken_calibration(fp32_onnx, market64, tmp_path):
     blank = tmp_path / 'blank'  # calibrated on flat grey crops, the ranges miss real ones
     blank.mkdir()
     for index in range(4):
@@ -100,7 +88,7 @@ def test_guard_refuses_a_broken_calibration(fp32_onnx, market, tmp_path):
     out.write_bytes(b'a previous int8 model')
     fp32_bytes = fp32_onnx.read_bytes()
     with pytest.raises(QuantizationError, match='cosine similarity mean .* below the threshold'):
-        quantize_onnx(fp32_onnx, out, blank, check=market[1] / 'query')
+        quantize_onnx(fp32_onnx, out, blank, check=market64[1] / 'query')
     assert out.read_bytes() == b'a previous int8 model'
     assert fp32_onnx.read_bytes() == fp32_bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ['blank', 'msinet.int8.onnx']
@@ -111,44 +99,49 @@ def test_guard_refuses_a_broken_calibration(fp32_onnx, market, tmp_path):
     ('empty', 'no images under'),
     (None, '--int8 needs --calib'),
 ])
-def test_export_int8_cli_errors(checkpoint, tmp_path, capsys, calib, message):
+def test_export_int8_cli_errors(msinet_weights, tmp_path, capsys, calib, message):
     (tmp_path / 'empty').mkdir()
     calib_args = ['--calib', str(tmp_path / calib)] if calib else []
     out = tmp_path / 'out' / 'msinet.onnx'
     with pytest.raises(SystemExit) as exit_info:
-        main(['export', '--weights', str(checkpoint), '--out', str(out), '--int8', *calib_args])
+        main(['export', '--weights', str(msinet_weights), '--out', str(out), '--int8', *calib_args])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()  # refused before exporting anything
 
 
-def test_evaluate_checkpoint_and_onnx_alike(checkpoint, fp32_onnx, market, capsys):
-    common = ['--root', str(market[0]), '--height', str(HEIGHT), '--width', str(WIDTH),
+def test_evaluate_checkpoint_and_onnx_alike(msinet_weights, fp32_onnx, market64, capsys):
+    common = ['--root', str(market64[0]), '--height', str(HEIGHT), '--width', str(WIDTH),
               '--workers', '0']
     scores = []
-    for weights in (checkpoint, fp32_onnx):
+    for weights in (msinet_weights, fp32_onnx):
         assert main(['evaluate', '--weights', str(weights), *common]) == 0
         scores.append(capsys.readouterr().out.splitlines()[-1].split(': ', 1)[1])
     assert scores[0].startswith('Rank-1 ') and scores[0] == scores[1]
     with pytest.raises(SystemExit):
-        main(['evaluate', '--weights', str(fp32_onnx), '--root', str(market[0])])
+        main(['evaluate', '--weights', str(fp32_onnx), '--root', str(market64[0])])
     assert f'pass --height {HEIGHT} --width {WIDTH}' in capsys.readouterr().err
 
 
-def test_quantization_benchmark_reports_every_row(checkpoint, market, tmp_path, capsys):
+@pytest.mark.slow
+def test_quantization_benchmark_reports_every_row(msinet_weights, market64, tmp_path, capsys):
+    pytest.importorskip('nncf', reason='its OpenVINO rows need msinet-reid[openvino]')
     benchmark = load_script('benchmarks/quantization.py')
     out = tmp_path / 'quantization.json'
-    benchmark.main(['--weights', str(checkpoint), '--root', str(market[0]), '--calib',
-                    str(market[1] / 'bounding_box_train'), '--height', str(HEIGHT), '--width',
+    benchmark.main(['--weights', str(msinet_weights), '--root', str(market64[0]), '--calib',
+                    str(market64[1] / 'bounding_box_train'), '--height', str(HEIGHT), '--width',
                     str(WIDTH), '--methods', 'minmax', 'percentile', '--num-calibration', '4',
                     '--out', str(out)])
     rows = json.loads(out.read_text())
     assert list(rows) == ['checkpoint', 'fp32 ONNX', 'int8 minmax, 4 crops',
-                          'int8 percentile, 4 crops']
+                          'int8 percentile, 4 crops', 'fp32 OpenVINO',
+                          'int8 OpenVINO (NNCF), 4 crops']
     assert rows['checkpoint'] == pytest.approx(rows['fp32 ONNX'], abs=1e-3)
-    row = rows['int8 minmax, 4 crops']
-    assert 1 >= row['mean_cosine'] >= row['min_cosine'] and row['calibration_s'] > 0
-    assert 0 < row['mAP'] <= 1 and 0 <= row['rank1'] <= 1
+    assert rows['checkpoint'] == pytest.approx(rows['fp32 OpenVINO'], abs=1e-3)
+    for label in ('int8 minmax, 4 crops', 'int8 OpenVINO (NNCF), 4 crops'):
+        row = rows[label]
+        assert 1 >= row['mean_cosine'] >= row['min_cosine'] and row['calibration_s'] > 0
+        assert 0 < row['mAP'] <= 1 and 0 <= row['rank1'] <= 1
     # This untrained model's near-uniform attention defeats percentile calibration (below):
     # the row says so, and the other rows are still measured.
     assert rows['int8 percentile, 4 crops']['error'].startswith('percentile calibration failed')
@@ -156,10 +149,10 @@ def test_quantization_benchmark_reports_every_row(checkpoint, market, tmp_path, 
     assert all(label in printed for label in rows) and 'failed: percentile' in printed
 
 
-def test_percentile_calibration_failure_is_explained(fp32_onnx, market, tmp_path):
+def test_percentile_calibration_failure_is_explained(fp32_onnx, market64, tmp_path):
     out = tmp_path / 'msinet.int8.onnx'
     with pytest.raises(QuantizationError, match='takes all but the same value .* use minmax'):
-        quantize_onnx(fp32_onnx, out, market[1] / 'bounding_box_train', method='percentile',
+        quantize_onnx(fp32_onnx, out, market64[1] / 'bounding_box_train', method='percentile',
                       num_calibration=4)
     assert not out.exists()
 

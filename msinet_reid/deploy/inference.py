@@ -100,6 +100,20 @@ class InferenceModel(nn.Module):
         return self.net(images)
 
 
+def feature_model(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """A copy of ``model`` that computes its eval-mode features, for export: an MSINet's
+    :class:`InferenceModel`, any other torchreid model (ResNet, OSNet) as it is.
+
+    Example::
+
+        >>> feature_model(torchreid.models.build_model('osnet_x1_0', 751)).training
+        False
+    """
+    if isinstance(model, MSINet):
+        return InferenceModel(model, channels_last)
+    return copy.deepcopy(model).eval()
+
+
 def load_trained(model_name: str, weights: PathLike) -> MSINet:
     """Build the registered model ``model_name`` with the weights of a trained checkpoint.
 

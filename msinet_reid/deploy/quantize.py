@@ -8,13 +8,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..atomic import PathLike, atomic_write
+from .checks import feature_cosine
 from .extract import find_images, image_batches
 from .onnx_export import INPUT_NAME, OnnxModel, require_onnxruntime
 from .rewrites import int8_friendly, shapes_from_quantized
@@ -140,14 +141,6 @@ def _quantize_static(fp32_path: Path, out_path: Path, batches: Iterable[torch.Te
     onnx.save(graph, str(out_path))
 
 
-@torch.no_grad()
-def feature_cosine(model: torch.nn.Module, reference: torch.nn.Module,
-                   batches: Iterable[torch.Tensor]) -> torch.Tensor:
-    """Cosine similarity of ``model``'s and ``reference``'s features, one per image."""
-    return torch.cat([torch.nn.functional.cosine_similarity(model(batch), reference(batch))
-                      for batch in batches])
-
-
 def quantize_onnx(
     fp32_path: PathLike, out_path: PathLike, images: Union[PathLike, Sequence[PathLike]],
     method: str = DEFAULT_CALIBRATION, check: Union[PathLike, Sequence[PathLike], None] = None,
@@ -184,25 +177,55 @@ def quantize_onnx(
                          f'choose another output path')
     fp32 = OnnxModel(fp32_path)
     calibration, held_out = split_calibration(images, check, num_calibration, num_check, seed)
+
+    def quantize(tmp: Path) -> None:
+        batches = tqdm(image_batches(calibration, fp32.image_size, batch_size, workers=0),
+                       desc='Calibrating', unit='batch')
+        _quantize_static(fp32_path, tmp, batches, method)
+
+    similarity = checked_int8(
+        out_path, quantize, OnnxModel, fp32, held_out, min_cosine, batch_size,
+        retry=f'or try another calibration method ({", ".join(CALIBRATION_METHODS)})')
+    return QuantizationReport(out_path, method, len(calibration), len(held_out),
+                              float(similarity.mean()), float(similarity.min()))
+
+
+def checked_int8(
+    out_path: Path, quantize: Callable[[Path], None], load: Callable[[Path], torch.nn.Module],
+    fp32: torch.nn.Module, held_out: Sequence[Path], min_cosine: float, batch_size: int,
+    retry: str = '', write: Callable[[Path, Callable[[Path], None]], Path] = atomic_write,
+) -> torch.Tensor:
+    """Write an int8 model to ``out_path`` only if its features pass the cosine guard.
+
+    ``quantize(tmp)`` writes the int8 model to a temporary path, which ``load`` runs; the
+    mean cosine similarity of its features to ``fp32``'s (a runtime's model of the fp32
+    file at ``fp32.path``) on the ``held_out`` crops must
+    reach ``min_cosine``, or a :class:`QuantizationError` (suggesting ``retry``) is raised
+    and ``out_path`` is left as it was. ``write`` places the file atomically (a format of
+    several files brings its own). Returns the similarity of each held-out crop; shared
+    by every runtime's int8 export.
+
+    Example::
+
+        >>> checked_int8(Path('m.int8.onnx'), quantize, OnnxModel, OnnxModel('m.onnx'),
+        ...              held_out, MIN_COSINE, batch_size=32)
+    """
     similarity = torch.empty(0)
 
     def quantize_and_check(tmp: Path) -> None:
         nonlocal similarity
-        batches = tqdm(image_batches(calibration, fp32.image_size, batch_size, workers=0),
-                       desc='Calibrating', unit='batch')
-        _quantize_static(fp32_path, tmp, batches, method)
+        quantize(tmp)
         similarity = feature_cosine(
-            OnnxModel(tmp), fp32, image_batches(held_out, fp32.image_size, batch_size, 0))
+            load(tmp), fp32, image_batches(held_out, fp32.image_size, batch_size, 0))
         if not similarity.mean() >= min_cosine:
             raise QuantizationError(
                 f'the int8 features are too far from the fp32 features on {len(held_out)} '
                 f'held-out images: cosine similarity mean {similarity.mean():.4f}, min '
                 f'{similarity.min():.4f}, below the threshold {min_cosine} (mean). Nothing '
-                f'was written to {out_path}; the fp32 model at {fp32_path} is unchanged. '
-                f'Calibrate on a few hundred crops like those the model will see, or try '
-                f'another calibration method ({", ".join(CALIBRATION_METHODS)}).'
+                f'was written to {out_path}; the fp32 model at {fp32.path} is unchanged. '
+                f'Calibrate on a few hundred crops like those the model will see'
+                f'{", " + retry if retry else ""}.'
             )
 
-    atomic_write(out_path, quantize_and_check)
-    return QuantizationReport(out_path, method, len(calibration), len(held_out),
-                              float(similarity.mean()), float(similarity.min()))
+    write(out_path, quantize_and_check)
+    return similarity

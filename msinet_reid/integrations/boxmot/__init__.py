@@ -30,6 +30,7 @@ import torch
 
 from ...atomic import PathLike, atomic_write
 from ...deploy import InferenceModel, compile_model, export_onnx, load_trained
+from ...deploy.torchscript_export import is_torchscript, torchscript_metadata
 from ...weights import PretrainedWeights, load_checkpoint
 from ...models import MSINet, list_models
 from ...models.registry import observe_models
@@ -220,8 +221,10 @@ def reid_encoder(weights: PathLike, device: str = 'cpu', half: bool = False,
     """boxmot's appearance encoder (``boxmot.reid.AppearanceEncoder``) for a weights file.
 
     ``weights`` is a file from :func:`prepare_weights` or its export by boxmot
-    (``.torchscript``, ``.onnx``, ``_openvino_model``), or an ONNX file of ``msinet-reid
-    export``, int8 (``--int8``) included; the suffix picks the backend.
+    (``.torchscript``, ``.onnx``, ``_openvino_model``), or a file of ``msinet-reid
+    export``: ``.onnx`` (fp32, fp16, int8), OpenVINO ``.xml`` (fp32, int8) or TorchScript
+    ``.pt``; the suffix picks the backend, as boxmot does (a ``.pt`` holding TorchScript
+    runs on boxmot's torchscript backend).
     ``encoder.encode(frames, detections)`` returns one L2-normalised ``(N, 768)`` tensor
     per frame, the input of a ``boxmot.pipelines.TrackingPipeline``.
 
@@ -245,17 +248,32 @@ def reid_encoder(weights: PathLike, device: str = 'cpu', half: bool = False,
         raise FileNotFoundError(f'no ReID weights at {path}; write them with prepare_weights()')
     spec, _ = resolve_reid_spec(str(path), allow_download=False)
     options = spec.option_values()
-    feature_dim = _feature_width(path)
-    if feature_dim:
-        options.setdefault('embedding_dim', feature_dim)
+    declared = _declared_options(path)
+    for option, value in declared.items():
+        options.setdefault(option, value)
     if batch_size is not None:
         options['batch_size'] = batch_size
-    encoder = create_reid_encoder(dataclasses.replace(
-        spec, device=device, precision='fp16' if half else 'fp32',
-        options=tuple(sorted(options.items()))))
+    spec = dataclasses.replace(spec, device=device, precision='fp16' if half else 'fp32',
+                               options=tuple(sorted(options.items())))
+    if is_torchscript(path):
+        encoder = _torchscript_encoder(spec, path, device, half)
+    else:
+        encoder = create_reid_encoder(spec)
+    if 'image_size' in declared:  # boxmot 25 crops files without its metadata at 256x128
+        encoder._runtime.input_shape = declared['image_size']
     if compile:
         _compile_backend(encoder, path, half)
     return encoder
+
+
+def _torchscript_encoder(spec, path: Path, device: str, half: bool):
+    """boxmot's TorchScript backend for a ``.pt`` file of ``msinet-reid export --format
+    torchscript``, which boxmot's suffix rule would read as PyTorch weights."""
+    from boxmot.reid.adapters import RuntimeAppearanceEncoder
+    from boxmot.reid.backends.torchscript_backend import TorchscriptBackend
+
+    backend = TorchscriptBackend(path, torch.device(device), half)
+    return RuntimeAppearanceEncoder(dataclasses.replace(spec, backend='torchscript'), backend)
 
 
 def _compile_backend(encoder, path: Path, half: bool) -> None:
@@ -272,15 +290,39 @@ def _compile_backend(encoder, path: Path, half: bool) -> None:
         max_batch_size=encoder._batch_size, dtype=torch.float16 if half else torch.float32)
 
 
-def _feature_width(path: Path) -> Optional[int]:
-    """The feature width a weights file declares, which boxmot's compiled backends do not
-    find out until the first batch: export()'s metadata, or else an ONNX file's output."""
-    width = read_artifact_metadata(path).get('feature_dim')
-    if width or path.suffix != '.onnx':
-        return width
-    import onnx
+def _declared_options(path: Path) -> Dict[str, object]:
+    """The crop size and feature width a weights file declares, as boxmot's encoder options
+    (``image_size``, ``embedding_dim``): boxmot's compiled backends do not find out the
+    width until the first batch, and take a file without boxmot's metadata for 256x128.
+    Read from export()'s metadata, or else the file's own record (an ONNX or OpenVINO
+    graph's shapes, a TorchScript export's metadata)."""
+    metadata = read_artifact_metadata(path)
+    if metadata.get('feature_dim'):
+        return {'embedding_dim': metadata['feature_dim']}
+    if path.suffix == '.onnx':
+        import onnx
 
-    return onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim[-1].dim_value or None
+        graph = onnx.load(str(path)).graph
+        shapes = [[dim.dim_value for dim in value.type.tensor_type.shape.dim]
+                  for value in (graph.input[0], graph.output[0])]
+    elif path.suffix == '.xml':
+        import openvino
+
+        network = openvino.Core().read_model(str(path))
+        shapes = [[dim.get_length() if dim.is_static else 0 for dim in value.get_partial_shape()]
+                  for value in (network.input(0), network.output(0))]
+    elif is_torchscript(path):
+        record = torchscript_metadata(path)
+        shapes = [[0, 3, *record['image_size']], [0, record['feature_dim']]]
+    else:
+        return {}
+    (height, width), features = shapes[0][2:], shapes[1][-1]
+    declared: Dict[str, object] = {}
+    if features:  # 0: a dynamic axis, unknown until run
+        declared['embedding_dim'] = features
+    if height and width:
+        declared['image_size'] = (height, width)
+    return declared
 
 
 def read_frames(source: PathLike) -> Iterator[Tuple[int, np.ndarray]]:
