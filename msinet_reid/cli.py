@@ -148,11 +148,11 @@ def _add_loading_options(parser: argparse.ArgumentParser, batch_size: int) -> No
 
 def _feature_model(args: argparse.Namespace):
     """The model ``--weights`` names and the device it runs on: an exported file (.onnx,
-    .xml, .pt) on its runtime, on the CPU; else the checkpoint's PyTorch model, compiled
-    with ``--compile``."""
+    .xml, .pt) on its runtime, on the CPU; else the checkpoint's inference model (BatchNorm
+    folded), compiled with ``--compile``."""
     import torch
 
-    from .deploy import compile_model, load_trained
+    from .deploy import InferenceModel, compile_model, load_trained
     from .deploy.runtimes import format_of, load_exported
 
     if format_of(args.weights) is None:
@@ -164,7 +164,7 @@ def _feature_model(args: argparse.Namespace):
         if args.compile:
             return compile_model(model, device, (args.height, args.width),
                                  max_batch_size=args.batch_size), device
-        return model.to(device), device
+        return InferenceModel(model).to(device), device
     if args.compile:
         raise ValueError(f'--compile compiles PyTorch checkpoints; {args.weights.name} runs '
                          f'on its own runtime as it is: leave --compile out')
