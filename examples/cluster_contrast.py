@@ -23,6 +23,9 @@ source model's features group by camera before they group by person:
 
     python examples/cluster_contrast.py --demo --source market1501 --camera-aware
 
+Both phases write resume checkpoints every 10 minutes (``--checkpoint-minutes``) and on
+SIGTERM, SIGINT or SIGUSR1; ``--resume auto`` continues an interrupted run where it stopped.
+
 On real datasets, Market-1501 -> MSMT17 from the ImageNet-pretrained MSINet:
 
     python examples/cluster_contrast.py --root ~/datasets --source market1501 \\
@@ -40,7 +43,7 @@ import msinet_reid  # noqa: F401  (registers MSINet, makes torchreid's modules i
 from msinet_reid import distributed
 from msinet_reid.data import image_data_manager, make_market1501
 from msinet_reid.demo import default_root
-from msinet_reid.engine import ImageMSINetEngine
+from msinet_reid.engine import ImageMSINetEngine, add_checkpoint_flags, checkpoint_options
 from msinet_reid.evaluation import evaluate, results_table
 from msinet_reid.models import MSINetEncoder
 from msinet_reid.unsupervised import ClusterContrastEngine
@@ -88,6 +91,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add('--rerank', action='store_true', help='evaluate after k-reciprocal re-ranking')
     add('--print-freq', type=int, default=10)
     add('--log-dir', type=Path, default=None, help='default: <root>/log/cluster_contrast')
+    add('--resume', help="checkpoint of Cluster Contrast to continue from; 'auto': where the "
+                         'run in --log-dir stopped (the source training too), if anywhere')
+    add_checkpoint_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -131,7 +137,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
         temperature=args.temperature, momentum=args.momentum,
         num_instances=args.num_instances, seed=args.seed, camera_aware=args.camera_aware,
     )
-    engine.run(save_dir=str(log_dir), max_epoch=args.epochs, print_freq=args.print_freq)
+    start_epoch = engine.resume(args.resume, log_dir) if args.resume else 0
+    engine.run(save_dir=str(log_dir), max_epoch=args.epochs, print_freq=args.print_freq,
+               start_epoch=start_epoch, **checkpoint_options(args))
 
     results[after] = evaluate(model, datamanager, device, rerank=args.rerank)[args.dataset]
     print(results_table(results, f'{args.dataset} (target)' if args.source else args.dataset))
@@ -164,8 +172,9 @@ def train_on_source(args: argparse.Namespace, datamanager, log_dir: Path,
                                          max_epoch=args.source_epochs)
     engine = ImageMSINetEngine(datamanager, net, optimizer, scheduler=scheduler,
                                use_gpu=device.type == 'cuda', seed=args.seed)
-    engine.run(save_dir=str(log_dir), max_epoch=args.source_epochs,
-               print_freq=args.print_freq)
+    start_epoch = engine.resume('auto', log_dir) if args.resume else 0
+    engine.run(save_dir=str(log_dir), max_epoch=args.source_epochs, start_epoch=start_epoch,
+               print_freq=args.print_freq, **checkpoint_options(args))
     return log_dir / 'model' / f'model.pth.tar-{args.source_epochs}'
 
 

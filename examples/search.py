@@ -10,7 +10,8 @@ with 10 warm-up epochs, Adam lr 0.002 on alpha, decays at 150/225/300, batches o
     # Table 9 / Fig. 5(a) variants
     python examples/search.py --root ~/datasets --ratios 50 50
     python examples/search.py --root ~/datasets --scheme ce_overlap
-    # continue an interrupted search
+    # continue an interrupted search where it stopped (or from a given checkpoint)
+    python examples/search.py --root ~/datasets --resume auto
     python examples/search.py --root ~/datasets --resume log/search/msmt17/search_checkpoint.pth
 
     # on 4 GPUs (the batch of 64 is split over the processes)
@@ -29,7 +30,7 @@ import torch
 import msinet_reid  # registers MSINet; torchreid's official module names work in both layouts
 from msinet_reid import distributed
 from msinet_reid.data import image_data_manager
-from msinet_reid.engine import ImageMSINetEngine
+from msinet_reid.engine import ImageMSINetEngine, add_checkpoint_flags, checkpoint_options
 from msinet_reid.optim import PAPER_EPOCHS
 from msinet_reid.recipes import build_optimizer, scaled_recipe
 from msinet_reid.search import (
@@ -62,7 +63,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--arch-lr', type=float, default=0.002, help='Adam lr of alpha')
     parser.add_argument('--height', type=int, help='None: 256')
     parser.add_argument('--width', type=int, help='None: 128 for persons, 256 for vehicles')
-    parser.add_argument('--resume', help='search_checkpoint.pth of a search to continue')
+    parser.add_argument('--resume', help="checkpoint of a search to continue; 'auto': the "
+                                         'latest in --save-dir, if any')
+    add_checkpoint_flags(parser)
     parser.add_argument('--save-dir', help='None: log/search/<dataset>')
     parser.add_argument('--eval-freq', type=int, default=50, help='evaluate every N epochs')
     parser.add_argument('--print-freq', type=int, default=100)
@@ -87,9 +90,10 @@ def search(args: argparse.Namespace, datamanager) -> Path:
         scheme=args.scheme, ratios=args.ratios, seed=args.seed,
         num_instances=args.num_instances, use_gpu=use_gpu,
     )
-    start_epoch = searcher.resume(args.resume) if args.resume else 0
+    start_epoch = searcher.resume(args.resume, args.save_dir) if args.resume else 0
     searcher.run(save_dir=str(args.save_dir), max_epoch=args.epochs, start_epoch=start_epoch,
-                 eval_freq=args.eval_freq, print_freq=args.print_freq)
+                 eval_freq=args.eval_freq, print_freq=args.print_freq,
+                 **checkpoint_options(args))
     return args.save_dir / GENOTYPE_FILE
 
 
@@ -104,8 +108,10 @@ def train(args: argparse.Namespace, datamanager, genotype_file: Path) -> None:
     trainer = ImageMSINetEngine(datamanager, model, optimizer, scheduler=scheduler,
                                 use_gpu=args.device.type == 'cuda', seed=args.seed,
                                 **recipe.engine_kwargs())
-    trainer.run(save_dir=str(args.save_dir / 'train'), print_freq=args.print_freq,
-                **recipe.run_kwargs())
+    save_dir = args.save_dir / 'train'
+    start_epoch = trainer.resume('auto', save_dir) if args.resume else 0
+    trainer.run(save_dir=str(save_dir), print_freq=args.print_freq, start_epoch=start_epoch,
+                **checkpoint_options(args), **recipe.run_kwargs())
 
 
 def main(argv: Optional[List[str]] = None) -> Path:

@@ -13,7 +13,9 @@ Named experiments set the recipe, model and datasets; any flag overrides them::
     torchrun --nproc_per_node=4 examples/train_msinet.py --experiment msmt17_scratch \\
         --root reid-data --sync-bn
 
-    # continue from a checkpoint (written every --eval-freq epochs and at the end)
+    # continue where the last run in the save directory stopped (resume checkpoints come
+    # every 10 minutes and on SIGTERM/SIGINT/SIGUSR1), or from a given checkpoint
+    python examples/train_msinet.py --experiment veri_scratch --root reid-data --resume auto
     python examples/train_msinet.py --experiment veri_scratch --root reid-data \\
         --resume log/veri_scratch/model/model.pth.tar-40
 
@@ -29,7 +31,7 @@ import torch
 import msinet_reid  # registers MSINet; torchreid's official module names work in both layouts
 from msinet_reid import distributed
 from msinet_reid.data import image_data_manager
-from msinet_reid.engine import ImageMSINetEngine
+from msinet_reid.engine import ImageMSINetEngine, add_checkpoint_flags, checkpoint_options
 from msinet_reid.recipes import RECIPES, build_optimizer, get_recipe
 from torchreid import models, utils
 
@@ -87,7 +89,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--print-freq', type=int, default=20)
     parser.add_argument('--save-dir', help='checkpoints and TensorBoard logs '
                                            '(default: log/<experiment>)')
-    parser.add_argument('--resume', help='checkpoint to continue training from')
+    parser.add_argument('--resume', help="checkpoint to continue training from; 'auto': the "
+                                         'latest in --save-dir, if any')
+    add_checkpoint_flags(parser)
     parser.add_argument('--evaluate', action='store_true',
                         help='only evaluate (the --resume checkpoint, if given)')
     parser.add_argument('--rerank', action='store_true',
@@ -135,10 +139,11 @@ def main(argv: Optional[List[str]] = None) -> ImageMSINetEngine:
     trainer = ImageMSINetEngine(datamanager, model, optimizer, scheduler=scheduler,
                                 use_gpu=use_gpu, amp=args.amp, seed=args.seed,
                                 sync_bn=args.sync_bn, **recipe.engine_kwargs())
-    # Weights, optimizer, scheduler and the AMP scaler continue where the checkpoint stopped.
-    start_epoch = trainer.resume(args.resume) if args.resume else 0
+    # Everything continues where the checkpoint stopped, mid-epoch for a resume checkpoint.
+    start_epoch = trainer.resume(args.resume, save_dir) if args.resume else 0
     trainer.run(save_dir=save_dir, start_epoch=start_epoch, print_freq=args.print_freq,
-                test_only=args.evaluate, rerank=args.rerank, **recipe.run_kwargs())
+                test_only=args.evaluate, rerank=args.rerank, **checkpoint_options(args),
+                **recipe.run_kwargs())
     return trainer
 
 

@@ -1,8 +1,10 @@
 """torchreid engines for MSINet: the paper's training recipe, and (from
 :mod:`msinet_reid.search`) its architecture search.
 
-Both run unchanged in one process and under ``torchrun`` (see :mod:`.base`)."""
+Both run unchanged in one process and under ``torchrun``, and survive preemption (see
+:mod:`.base` and :mod:`.preemption`)."""
 from .base import DistributedEngine
+from .preemption import TrainingInterrupted, add_checkpoint_flags, checkpoint_options
 from .train import ImageMSINetEngine
 
 _SEARCH = ('TCMSearchEngine', 'build_search_optimizers')
@@ -17,4 +19,5 @@ def __getattr__(name: str):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
-__all__ = ['DistributedEngine', 'ImageMSINetEngine', *_SEARCH]
+__all__ = ['DistributedEngine', 'ImageMSINetEngine', 'TrainingInterrupted',
+           'add_checkpoint_flags', 'checkpoint_options', *_SEARCH]

@@ -1,38 +1,51 @@
-"""What every engine of this package adds to torchreid's ``Engine``: atomic checkpoints
-that resume exactly, training on the model's own device, and running unchanged in one
-process or under ``torchrun`` with DistributedDataParallel."""
+"""What every engine of this package adds to torchreid's ``Engine``: atomic checkpoints,
+training that survives preemption and resumes exactly (mid-epoch included), training on
+the model's own device, and running unchanged in one process or under ``torchrun`` with
+DistributedDataParallel."""
 import datetime
 import gc
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
-from .. import distributed
+from .. import distributed, random_state
 from .._torchreid import engine as torchreid_engine
 from .._torchreid import utils
-from ..atomic import atomic_write
+from ..atomic import PathLike, atomic_write
 from ..data.images import datamanager_images, require_readable
-from ..data.samplers import IdentitySampler
+from ..data.loading import resumable_loader
+from ..data.samplers import IdentitySampler, SeededBatches, ShuffleSampler
 from ..evaluation import gather_features
 from ..retrieval import rank_metrics
+from .preemption import (
+    DEFAULT_MINUTES, CheckpointSchedule, Position, StopSignals, TrainingInterrupted, prune,
+    resume_checkpoints, resume_path,
+)
+
+RESUME_FORMAT = 1  # the layout of resume checkpoints
 
 
 class DistributedEngine(torchreid_engine.Engine):
     """torchreid's ``Engine`` that also runs under ``torchrun --nproc_per_node=N``.
 
-    In a single process it behaves as torchreid's, except that identity-balanced
-    batches come from :class:`~msinet_reid.data.samplers.IdentitySampler`: the same
-    P x K draw, but seeded by ``(seed, epoch)``, so a resumed run sees the batches an
-    uninterrupted one would. Under torchrun each process trains on its own identities
-    of every global batch (the data manager's ``batch_size`` is the global batch),
+    In a single process it behaves as torchreid's, except that batches are drawn from
+    ``seed``: identity-balanced ones by :class:`~msinet_reid.data.samplers.IdentitySampler`
+    (torchreid's P x K draw), others by :class:`~msinet_reid.data.samplers.ShuffleSampler`,
+    and every image's augmentation from its own seed
+    (:func:`~msinet_reid.data.loading.resumable_loader`). So training survives
+    preemption: :meth:`run` writes resume checkpoints every few minutes and on SIGTERM,
+    SIGINT or SIGUSR1, and :meth:`resume` continues from one mid-epoch, bit for bit
+    as the uninterrupted run (same threads and number of processes). Under torchrun each
+    process trains on its own identities of every global batch (the data manager's
+    ``batch_size`` is the global batch),
     gradients are averaged by DDP, and only rank 0 prints progress, evaluates and writes
     checkpoints; the others wait for it. Checkpoints hold the bare model, so they resume
     with any number of processes.
@@ -69,7 +82,14 @@ class DistributedEngine(torchreid_engine.Engine):
         self.results: Dict[str, Dict[str, float]] = {}  # of the last test(), on rank 0
         self.device = torch.device('cpu')
         self.dist = distributed.init_distributed()
+        self.seed = seed
         self.train_loader = shard_train_loader(self.train_loader, seed)
+        self.save_dir: Optional[Path] = None  # run()'s
+        self.iteration = 0  # batches trained since the run began, resumed runs included
+        self.start_batch = 0  # where the next epoch begins (not 0 in a resumed epoch)
+        self._resumed_at: Optional[Position] = None
+        self._schedule = CheckpointSchedule(0, 0)  # run() sets the intervals
+        self._stop: Optional[StopSignals] = None
         if not self.dist.is_main:
             self.writer = _NullWriter()  # TensorBoard events come from rank 0 alone
 
@@ -138,28 +158,72 @@ class DistributedEngine(torchreid_engine.Engine):
         if self._ddp is not None:
             self._wrap()  # fixbase_epoch may have changed the trainable parameters
 
-    def train(self, print_freq: int = 10, *args, **kwargs):
-        sampler = getattr(self.train_loader, 'sampler', None)
-        if hasattr(sampler, 'set_epoch'):
-            sampler.set_epoch(self.epoch)
-        if not self.dist.is_main:
-            print_freq = sys.maxsize  # torchreid's progress lines come from rank 0 alone
-        elif print_freq <= 0:  # once an epoch, at its last batch (epochs differ in length)
-            print_freq = max(1, len(self.train_loader))
-        return super().train(print_freq, *args, **kwargs)
+    def train(self, print_freq: int = 10, fixbase_epoch: int = 0, open_layers=None) -> None:
+        """torchreid's epoch of training, from batch :attr:`start_batch` (0 unless the run
+        was resumed in the middle of this epoch), with torchreid's progress lines (on rank
+        0; ``print_freq=0``: once an epoch) and TensorBoard scalars. After every batch a
+        resume checkpoint is written when one is due or a stop signal came."""
+        batches = self.train_loader.batch_sampler
+        if not isinstance(batches, SeededBatches):
+            raise TypeError('the train loader must draw its batches with SeededBatches: build '
+                            'it with msinet_reid.data.loading.resumable_loader')
+        batches.set_epoch(self.epoch, start=self.start_batch)
+        self.start_batch = 0
+        self.set_model_mode('train')
+        self.two_stepped_transfer_learning(self.epoch, fixbase_epoch, open_layers)
+        self.num_batches = batches.num_batches
+        if print_freq <= 0:  # once an epoch, at its last batch (epochs differ in length)
+            print_freq = max(1, self.num_batches)
+        losses, batch_time, data_time = utils.MetricMeter(), utils.AverageMeter(), \
+            utils.AverageMeter()
+        end = time.time()
+        for self.batch_idx, data in enumerate(self.train_loader, start=batches.start):
+            data_time.update(time.time() - end)
+            losses.update(self.forward_backward(data))
+            batch_time.update(time.time() - end)
+            done = self.batch_idx + 1
+            if done % print_freq == 0:
+                left = self.num_batches - done + (self.max_epoch - self.epoch - 1) * \
+                    self.num_batches
+                eta = datetime.timedelta(seconds=int(batch_time.avg * left))
+                self.log(f'epoch: [{self.epoch + 1}/{self.max_epoch}][{done}/{self.num_batches}]'
+                         f'\ttime {batch_time.val:.3f} ({batch_time.avg:.3f})\tdata '
+                         f'{data_time.val:.3f} ({data_time.avg:.3f})\teta {eta}\t{losses}\t'
+                         f'lr {self.get_current_lr():.6f}')
+            step = self.epoch * self.num_batches + self.batch_idx
+            if self.writer is not None:  # run() makes it; train() may come alone
+                for name, value in (('time', batch_time.avg), ('data', data_time.avg),
+                                    *((n, m.avg) for n, m in losses.meters.items()),
+                                    ('lr', self.get_current_lr())):
+                    self.writer.add_scalar(f'Train/{name}', value, step)
+            self.iteration += 1
+            self.checkpoint_if_due((self.epoch, done), count=True)
+            end = time.time()
+        self.update_lr()
 
     def run(self, save_dir: str = 'log', max_epoch: int = 0, start_epoch: int = 0,
             print_freq: int = 10, fixbase_epoch: int = 0, open_layers=None,
             start_eval: int = 0, eval_freq: int = -1, test_only: bool = False,
             dist_metric: str = 'euclidean', normalize_feature: bool = True,
             visrank: bool = False, visrank_topk: int = 10, use_metric_cuhk03: bool = False,
-            ranks: Sequence[int] = (1, 5, 10, 20), rerank: bool = False) -> None:
+            ranks: Sequence[int] = (1, 5, 10, 20), rerank: bool = False,
+            checkpoint_every: int = 0, checkpoint_minutes: float = DEFAULT_MINUTES) -> None:
         """torchreid's ``run``, with its arguments and loop: train, test every
         ``eval_freq`` epochs and at the end, save checkpoints. Beyond torchreid's:
 
         - every image of the data manager is decoded first
           (:func:`~msinet_reid.data.images.require_readable`: torchreid's loader would
           retry a damaged file forever);
+        - a resume checkpoint (``<save_dir>/resume/``, the last two kept) is written
+          every ``checkpoint_every`` iterations and every ``checkpoint_minutes`` minutes
+          (0 turns either off), and when training ends; it holds everything the rest of
+          the run depends on, so :meth:`resume` continues mid-epoch exactly;
+        - SIGTERM, SIGINT or SIGUSR1 finish the current batch (or evaluation), write a
+          resume checkpoint and raise :class:`~.preemption.TrainingInterrupted`, which
+          exits with code 128 + signal; under torchrun every process stops at the same
+          iteration;
+        - the final evaluation runs whenever ``max_epoch > 0``, also for a run resumed at
+          its end;
         - ``print_freq=0`` prints progress once an epoch, at its last batch;
         - every evaluation, periodic, final or ``test_only``, ranks at dataset scale
           (:meth:`test`) and honours ``rerank`` (torchreid's applies it to ``test_only``
@@ -181,21 +245,82 @@ class DistributedEngine(torchreid_engine.Engine):
                 return
             if self.writer is None:
                 self.writer = SummaryWriter(log_dir=save_dir)
+            self.save_dir = Path(save_dir)
+            self._schedule = CheckpointSchedule(checkpoint_every, checkpoint_minutes)
+            if self._resumed_at is None or self._resumed_at[0] != start_epoch:
+                self.start_batch = 0
             started = time.time()
             self.start_epoch, self.max_epoch = start_epoch, max_epoch
             self.log('=> Start training')
-            for self.epoch in range(start_epoch, max_epoch):
-                self.train(print_freq=print_freq, fixbase_epoch=fixbase_epoch,
-                           open_layers=open_layers)
-                done = self.epoch + 1
-                if done >= start_eval and eval_freq > 0 and done % eval_freq == 0 \
-                        and done != max_epoch:
+            with StopSignals() as self._stop:
+                for self.epoch in range(start_epoch, max_epoch):
+                    self.train(print_freq=print_freq, fixbase_epoch=fixbase_epoch,
+                               open_layers=open_layers)
+                    done = self.epoch + 1
+                    if done >= start_eval and eval_freq > 0 and done % eval_freq == 0 \
+                            and done != max_epoch:
+                        self.save_model(self.epoch, self.test(**evaluation), save_dir)
+                    self.checkpoint_if_due((done, 0), final=done == max_epoch)
+                if max_epoch > 0:
+                    self.epoch = max(self.epoch, max_epoch - 1)
+                    self.log('=> Final test')
                     self.save_model(self.epoch, self.test(**evaluation), save_dir)
-            if max_epoch > start_epoch:
-                self.log('=> Final test')
-                self.save_model(self.epoch, self.test(**evaluation), save_dir)
             self.log(f'Elapsed {datetime.timedelta(seconds=round(time.time() - started))}')
             self.writer.close()
+
+    def checkpoint_if_due(self, position: Position, count: bool = False,
+                          final: bool = False) -> None:
+        """Write a resume checkpoint at ``position`` (the next batch to train) when one is
+        due by count (``count``: an iteration just ended) or time, when training just
+        ended (``final``), or when a stop signal came, and then stop. Under torchrun the
+        processes agree first, so all of them write and stop at the same iteration."""
+        stop = self._stop.signum if self._stop is not None else 0
+        due = self._schedule.due(self.iteration if count else None)
+        if distributed.is_distributed():
+            flags = torch.tensor([stop, int(due)], device=distributed.communication_device())
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            stop, due = (int(f) for f in flags.tolist())
+        if stop or due or final:
+            path = self.save_resume_checkpoint(position)
+            if stop:
+                raise TrainingInterrupted(stop, path)
+
+    def save_resume_checkpoint(self, position: Position) -> Path:
+        """Write the resume checkpoint of ``position`` into ``<save_dir>/resume/``
+        atomically, keeping the last two; return its path. Every process takes part (their
+        random generators are saved, one state each); rank 0 writes."""
+        generators = [random_state.get_state()]
+        if distributed.is_distributed():
+            generators = [None] * self.dist.world_size
+            dist.all_gather_object(generators, random_state.get_state())
+        path = resume_path(self.save_dir, *position)
+        if self.dist.is_main:
+            state = {'format': RESUME_FORMAT, 'epoch': position[0], 'batch': position[1],
+                     'iteration': self.iteration, 'engine': self.resume_state(),
+                     'rng': generators}
+            atomic_write(path, lambda tmp: torch.save(state, tmp))
+            prune(self.save_dir)
+            print(f'Resume checkpoint saved to "{path}"')
+        self._schedule.written()
+        distributed.barrier()
+        return path
+
+    def resume_state(self) -> dict:
+        """Everything of the engine that the rest of the run depends on, beyond the
+        position and the random generators: every registered model with its optimizer,
+        scheduler and what :meth:`checkpoint_state` adds. Subclasses extend it, and
+        :meth:`load_resume_state`."""
+        return {'models': {name: self.checkpoint_state(name, self.epoch, 0.0)
+                           for name in self.get_model_names()}}
+
+    def load_resume_state(self, state: dict) -> None:
+        """Restore what :meth:`resume_state` returned."""
+        for name, saved in state['models'].items():
+            self._models[name].load_state_dict(saved['state_dict'])
+            self._optims[name].load_state_dict(saved['optimizer'])
+            if self._scheds[name] is not None:
+                self._scheds[name].load_state_dict(saved['scheduler'])
+            self.load_checkpoint_state(saved)
 
     def test(self, dist_metric: str = 'euclidean', normalize_feature: bool = False,
              visrank: bool = False, visrank_topk: int = 10, save_dir: str = '',
@@ -207,7 +332,17 @@ class DistributedEngine(torchreid_engine.Engine):
         time, re-ranking included (``rerank=True``), printing mINP beside mAP and CMC.
         ``visrank`` and ``use_metric_cuhk03`` run torchreid's own dense code on rank 0.
         Returns Rank-1 on rank 0 (0 on the others), where ``self.results`` then holds
-        ``{dataset: {'rank1', 'mAP', 'mINP'}}`` of this evaluation."""
+        ``{dataset: {'rank1', 'mAP', 'mINP'}}`` of this evaluation.
+
+        Test loaders draw from torch's generator (their workers' seeds): it is forked, so
+        that training's random stream does not depend on when it is evaluated."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else []):
+            return self._test(dist_metric, normalize_feature, visrank, visrank_topk, save_dir,
+                              use_metric_cuhk03, ranks, rerank)
+
+    def _test(self, dist_metric: str, normalize_feature: bool, visrank: bool,
+              visrank_topk: int, save_dir: str, use_metric_cuhk03: bool, ranks: Sequence[int],
+              rerank: bool) -> float:
         if visrank or use_metric_cuhk03:
             rank1 = super().test(dist_metric, normalize_feature, visrank, visrank_topk,
                                  save_dir, use_metric_cuhk03, list(ranks),
@@ -275,26 +410,80 @@ class DistributedEngine(torchreid_engine.Engine):
     def load_checkpoint_state(self, state: dict) -> None:
         """Restore what :meth:`checkpoint_state` added beyond torchreid's layout."""
 
-    def resume(self, path, name: str = 'model') -> int:
-        """Continue from a checkpoint of this engine; returns the epoch to start from.
+    def resume(self, path: PathLike = 'auto', save_dir: Optional[PathLike] = None,
+               name: str = 'model') -> int:
+        """Continue from a checkpoint; returns the epoch to pass to :meth:`run` as
+        ``start_epoch``.
+
+        ``path`` is a resume checkpoint (``<save_dir>/resume/*.pth.tar``: training goes on
+        at the batch where it stopped, exactly as it would have), an epoch checkpoint
+        (torchreid's layout, also of earlier versions: from the start of the next epoch),
+        or ``'auto'``: the newest of either kind in ``save_dir``, or nothing, and then the
+        run starts afresh (returns 0).
 
         Example::
 
-            >>> start_epoch = engine.resume('log/msinet/model/model.pth.tar-40')
+            >>> start_epoch = engine.resume('auto', save_dir='log/msinet')
             >>> engine.run(save_dir='log/msinet', max_epoch=60, start_epoch=start_epoch)
         """
+        if str(path) == 'auto':
+            if save_dir is None:
+                raise ValueError("resume('auto') looks for checkpoints in save_dir: pass "
+                                 "the save_dir that run() writes to")
+            path = self.latest_checkpoint(save_dir, name)
+            if path is None:
+                self.log(f'=> No checkpoint in {save_dir}: training starts afresh')
+                return 0
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        if state.get('format') != RESUME_FORMAT:
+            epoch = self.load_epoch_checkpoint(path, name)
+            self._resumed_at = (epoch, 0)
+            return epoch
+        self.load_resume_state(state['engine'])
+        generators = state['rng']
+        if len(generators) != self.dist.world_size:
+            self.log(f'=> {path} was written by {len(generators)} processes, this run has '
+                     f'{self.dist.world_size}: training goes on, but not bit for bit')
+        random_state.set_state(generators[self.dist.rank % len(generators)])
+        self.iteration = state['iteration']
+        self._resumed_at = (state['epoch'], state['batch'])
+        self.start_batch = state['batch']
+        self.log(f'=> Resumed from {path}: epoch {state["epoch"] + 1}, batch '
+                 f'{state["batch"] + 1}')
+        return state['epoch']
+
+    def load_epoch_checkpoint(self, path: PathLike, name: str = 'model') -> int:
+        """Load an epoch checkpoint of model ``name`` (torchreid's layout); returns the
+        epoch it ends."""
         start_epoch = utils.resume_from_checkpoint(
             str(path), self._models[name], self._optims[name], self._scheds[name])
         self.load_checkpoint_state(utils.load_checkpoint(str(path)))
         return start_epoch
 
+    def epoch_checkpoints(self, save_dir: PathLike, name: str = 'model') -> List[Tuple[int, Path]]:
+        """The epoch checkpoints of model ``name`` in ``save_dir``, with the epoch each ends."""
+        found = []
+        for path in (Path(save_dir) / name).glob('model.pth.tar-*'):
+            epoch = path.name.rsplit('-', 1)[1]
+            if epoch.isdigit():
+                found.append((int(epoch), path))
+        return found
+
+    def latest_checkpoint(self, save_dir: PathLike, name: str = 'model') -> Optional[Path]:
+        """The checkpoint in ``save_dir`` that reaches furthest: a resume checkpoint, or an
+        epoch checkpoint where none reaches as far; ``None`` if there is neither."""
+        found = [((epoch, 0, 0), path) for epoch, path in self.epoch_checkpoints(save_dir, name)]
+        found += [((*position, 1), path) for position, path in resume_checkpoints(save_dir)]
+        return max(found)[1] if found else None
+
 
 def shard_train_loader(loader: DataLoader, seed: int) -> DataLoader:
-    """This process's share of torchreid's train ``loader``, drawn from ``seed``.
+    """This process's share of torchreid's train ``loader``, drawn from ``seed`` and
+    resumable at any batch (:func:`~msinet_reid.data.loading.resumable_loader`).
 
-    Identity-balanced loaders become seeded :class:`IdentitySampler` loaders (in a single
-    process too); other loaders are split with ``DistributedSampler`` under torchrun and
-    returned as they are otherwise, as is anything that is not a ``DataLoader``.
+    Identity-balanced loaders draw with :class:`IdentitySampler`, others with
+    :class:`ShuffleSampler`; under torchrun each process takes its share of every global
+    batch. Anything that is not a ``DataLoader`` is returned as it is.
     """
     if not isinstance(loader, DataLoader):
         return loader
@@ -303,17 +492,10 @@ def shard_train_loader(loader: DataLoader, seed: int) -> DataLoader:
     if num_instances is not None:
         sampler = IdentitySampler(loader.dataset.data, loader.batch_size, num_instances, seed,
                                   num_replicas=world_size, rank=rank)
-        batch_size = sampler.local_batch_size
-    elif world_size > 1:
-        if loader.batch_size % world_size:
-            raise ValueError(f'the global batch size {loader.batch_size} must divide evenly '
-                             f'over {world_size} processes')
-        sampler = DistributedSampler(loader.dataset, world_size, rank, seed=seed, drop_last=True)
-        batch_size = loader.batch_size // world_size
     else:
-        return loader
-    return DataLoader(loader.dataset, batch_size, sampler=sampler, num_workers=loader.num_workers,
-                      pin_memory=loader.pin_memory, drop_last=True)
+        sampler = ShuffleSampler(len(loader.dataset), loader.batch_size, seed,
+                                 num_replicas=world_size, rank=rank)
+    return resumable_loader(loader.dataset, sampler, loader.num_workers, loader.pin_memory)
 
 
 class _NullWriter:

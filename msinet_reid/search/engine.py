@@ -1,9 +1,7 @@
 """Twins Contrastive architecture search as a torchreid Engine (paper secs. 3.1 and 4.2)."""
-import random
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -11,9 +9,10 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .. import distributed
+from .. import distributed, random_state
 from .._torchreid import utils
 from ..atomic import PathLike, atomic_write
+from ..data.loading import resumable_loader
 from ..data.samplers import IdentitySampler
 from ..data.views import dataset_view
 from ..evaluation import extract_features
@@ -69,25 +68,6 @@ def _descend(loss: Tensor, optimizer: Optimizer) -> None:
     optimizer.step()
 
 
-def _rng_state() -> dict:
-    name, keys, *position = np.random.get_state()
-    return {
-        'python': random.getstate(),
-        'numpy': (name, torch.from_numpy(keys.astype(np.int64)), *position),
-        'torch': torch.get_rng_state(),
-        'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state['python'])
-    name, keys, *position = state['numpy']
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *position))
-    torch.set_rng_state(state['torch'])
-    if state['cuda'] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
 class TCMSearchEngine(DistributedEngine):
     """Differentiable search of MSINet's interactions with the Twins Contrastive Mechanism.
 
@@ -107,7 +87,9 @@ class TCMSearchEngine(DistributedEngine):
     After every epoch the engine logs the loss terms, the genotype and ``softmax(alpha)``
     (also to TensorBoard), writes the genotype to ``<save_dir>/genotype.json`` and the
     whole search state to ``<save_dir>/search_checkpoint.pth`` (atomically); ``resume``
-    continues from it exactly. Evaluation of the supernet follows ``run(eval_freq=...)``.
+    continues from it, or from a resume checkpoint mid-epoch
+    (:class:`~msinet_reid.engine.DistributedEngine`), exactly. Evaluation of the supernet
+    follows ``run(eval_freq=...)``.
 
     Under ``torchrun`` each process takes its share of every global batch; the gradients
     of each step are averaged over processes (DDP's reducer cannot follow steps that each
@@ -215,17 +197,14 @@ class TCMSearchEngine(DistributedEngine):
                 f'batch_size_train, or use more identities or other split ratios')
         sampler = IdentitySampler(items, base.batch_size, num_instances, self.seed,
                                   num_replicas=self.dist.world_size, rank=self.dist.rank)
-        return self._loader(items, self.datamanager.transform_tr, sampler)
+        return resumable_loader(dataset_view(base.dataset, items, self.datamanager.transform_tr),
+                                sampler, base.num_workers, base.pin_memory)
 
-    def _loader(self, items: Sequence[Item], transform,
-                sampler: Optional[IdentitySampler] = None) -> DataLoader:
+    def _loader(self, items: Sequence[Item], transform) -> DataLoader:
         base = self.datamanager.train_loader
-        return DataLoader(
-            dataset_view(base.dataset, items, transform), sampler=sampler,
-            batch_size=base.batch_size if sampler is None else sampler.local_batch_size,
-            num_workers=base.num_workers, pin_memory=base.pin_memory,
-            drop_last=sampler is not None,
-        )
+        return DataLoader(dataset_view(base.dataset, items, transform),
+                          batch_size=base.batch_size, num_workers=base.num_workers,
+                          pin_memory=base.pin_memory)
 
     # ---------------------------------------------------------------------- search
     @torch.no_grad()
@@ -277,6 +256,7 @@ class TCMSearchEngine(DistributedEngine):
         try:
             return next(self._valid_batches)
         except StopIteration:
+            self.valid_loader.batch_sampler.set_epoch(self.epoch)
             self._valid_batches = iter(self.valid_loader)
             return next(self._valid_batches)
 
@@ -300,9 +280,11 @@ class TCMSearchEngine(DistributedEngine):
     def train(self, print_freq: int = 10, fixbase_epoch: int = 0, open_layers=None) -> None:
         if not self._memories_ready:
             self.initialise_memories()
-        # A fresh pass over the validation set each epoch: epochs are self-contained,
-        # which is what lets a resumed search repeat the uninterrupted one.
-        self.valid_loader.sampler.set_epoch(self.epoch)
+        # A fresh pass over the validation set each epoch, one validation batch per
+        # training batch: a search resumed at batch b continues at validation batch b.
+        batches = self.valid_loader.batch_sampler
+        batches.set_epoch(self.epoch)
+        batches.start = self.start_batch % batches.num_batches
         self._valid_batches = iter(self.valid_loader)
         self._epoch_losses = utils.MetricMeter()
         super().train(print_freq=print_freq, fixbase_epoch=fixbase_epoch,
@@ -313,13 +295,6 @@ class TCMSearchEngine(DistributedEngine):
         super().update_lr(names)
         if self.arch_scheduler is not None:
             self.arch_scheduler.step()
-
-    def test(self, *args, **kwargs):
-        # Evaluation draws from torch's generator (loader seeds); fork it so that the
-        # search's random stream does not depend on when it is evaluated.
-        devices = [self.device] if self.device.type == 'cuda' else []
-        with torch.random.fork_rng(devices=devices):
-            return super().test(*args, **kwargs)
 
     def _end_epoch(self) -> None:
         genotype = self.model.genotype()
@@ -363,14 +338,10 @@ class TCMSearchEngine(DistributedEngine):
         return '\n'.join(lines)
 
     # -------------------------------------------------------------- checkpoints
-    def save_model(self, epoch: int, rank1, save_dir: PathLike, is_best: bool = False) -> None:
-        """Write the whole search state to ``<save_dir>/search_checkpoint.pth`` atomically
-        (rank 0; the other processes hold the same state)."""
-        if not self.dist.is_main:
-            return
-        state = {
-            'epoch': epoch + 1,
-            'rank1': None if rank1 is None else float(rank1),
+    def resume_state(self) -> dict:
+        """The whole search state: weights and alpha, memories, both optimizers and
+        schedulers, the split and the genotype history."""
+        return {
             'model': self.model.state_dict(),
             'memories': None if self.memories is None else {
                 subset: memory.state_dict() for subset, memory in self.memories.items()},
@@ -381,26 +352,12 @@ class TCMSearchEngine(DistributedEngine):
                                else self.arch_scheduler.state_dict()),
             'split': self._split_settings(),
             'history': self.history,
-            'rng': _rng_state(),
         }
-        atomic_write(Path(save_dir) / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
 
-    def _split_settings(self) -> dict:
-        return {'scheme': self.scheme_name, 'ratios': list(self.ratios), 'seed': self.seed,
-                'train_pids': self.split.train_pids, 'valid_pids': self.split.valid_pids}
-
-    def resume(self, path: PathLike) -> int:
-        """Restore a search from its checkpoint; returns the epoch to pass as ``start_epoch``.
-
-        Example::
-
-            >>> start_epoch = search.resume('log/search/search_checkpoint.pth')
-            >>> search.run(save_dir='log/search', max_epoch=350, start_epoch=start_epoch)
-        """
-        state = torch.load(path, map_location='cpu', weights_only=True)
+    def load_resume_state(self, state: dict) -> None:
         if state['split'] != self._split_settings():
             raise ValueError(
-                f'{path} was written by a search with split {state["split"]["scheme"]!r} '
+                f'the checkpoint was written by a search with split {state["split"]["scheme"]!r} '
                 f'{state["split"]["ratios"]} seed {state["split"]["seed"]} (or other data); '
                 f'build the engine with the same scheme, ratios, seed and data to resume it')
         self.model.load_state_dict(state['model'])
@@ -414,7 +371,31 @@ class TCMSearchEngine(DistributedEngine):
             if scheduler is not None:
                 scheduler.load_state_dict(state[key])
         self.history = state['history']
-        _set_rng_state(state['rng'])
         self._memories_ready = True
+
+    def save_model(self, epoch: int, rank1, save_dir: PathLike, is_best: bool = False) -> None:
+        """Write the whole search state to ``<save_dir>/search_checkpoint.pth`` atomically
+        (rank 0; the other processes hold the same state)."""
+        if not self.dist.is_main:
+            return
+        state = {'epoch': epoch + 1, 'rank1': None if rank1 is None else float(rank1),
+                 **self.resume_state(), 'rng': random_state.get_state()}
+        atomic_write(Path(save_dir) / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+
+    def _split_settings(self) -> dict:
+        return {'scheme': self.scheme_name, 'ratios': list(self.ratios), 'seed': self.seed,
+                'train_pids': self.split.train_pids, 'valid_pids': self.split.valid_pids}
+
+    def load_epoch_checkpoint(self, path: PathLike, name: str = 'model') -> int:
+        """Restore a search from its ``search_checkpoint.pth``; returns the epoch it ends."""
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        self.load_resume_state(state)
+        random_state.set_state(state['rng'])
         self.log(f'=> Resumed the search from {path} at epoch {state["epoch"]}')
         return state['epoch']
+
+    def epoch_checkpoints(self, save_dir: PathLike, name: str = 'model') -> List[Tuple[int, Path]]:
+        path = Path(save_dir) / CHECKPOINT_FILE
+        if not path.is_file():
+            return []
+        return [(torch.load(path, map_location='cpu', weights_only=True)['epoch'], path)]

@@ -1,10 +1,12 @@
 """Cluster Contrast unsupervised training as a torchreid Engine."""
-from typing import Dict
+from typing import Dict, Optional
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from .. import distributed
+from ..data.loading import resumable_loader
 from ..data.samplers import IdentitySampler
 from ..data.views import dataset_view
 from ..engine.base import DistributedEngine
@@ -62,13 +64,16 @@ class ClusterContrastEngine(DistributedEngine):
         self.temperature = temperature
         self.momentum = momentum
         self.num_instances = num_instances
-        self.memory = None
+        self.memory: Optional[ClusterMemory] = None
+        self.pseudo_labels: Optional[np.ndarray] = None  # per training image, -1: outlier
+        self.clustered_epoch = -1  # the epoch whose clusters the memory and loader hold
         loader = datamanager.train_loader
         self.train_set, self.batch_size, self.workers = (
             loader.dataset, loader.batch_size, loader.num_workers)
 
     def train(self, *args, **kwargs) -> None:
-        self.recluster()
+        if self.clustered_epoch != self.epoch:  # a run resumed mid-epoch has its clusters
+            self.recluster()
         super().train(*args, **kwargs)
 
     def recluster(self) -> Dict[str, int]:
@@ -96,22 +101,43 @@ class ClusterContrastEngine(DistributedEngine):
                 f'{self.clustering["eps"]}), lower min_samples or k1, start from pretrained '
                 f'weights, or use a smaller batch'
             )
-        pseudo = [(path, int(label), camid, dsetid)
-                  for (path, _, camid, dsetid), label in zip(items, labels) if label >= 0]
         keep = torch.from_numpy(labels >= 0)
         centroids = identity_centroids(
             features[keep], torch.from_numpy(labels[labels >= 0]).long(), num_clusters)
+        self._use_clusters(labels, ClusterMemory(centroids, self.temperature, self.momentum),
+                           self.epoch)
+        return counts
+
+    def _use_clusters(self, labels: np.ndarray, memory: ClusterMemory, epoch: int) -> None:
+        """Train on the clustered images of ``labels`` against ``memory`` this ``epoch``."""
+        self.pseudo_labels, self.clustered_epoch = labels, epoch
         # In eval mode its forward gives the loss alone: forward_backward updates it with
         # the features of the global batch.
-        self.memory = ClusterMemory(centroids, self.temperature, self.momentum).to(
-            self.device).eval()
+        self.memory = memory.to(self.device).eval()
+        pseudo = [(path, int(label), camid, dsetid)
+                  for (path, _, camid, dsetid), label in zip(self.train_set.train, labels)
+                  if label >= 0]
         sampler = IdentitySampler(pseudo, self.batch_size, self.num_instances, seed=self.seed,
                                   num_replicas=self.dist.world_size, rank=self.dist.rank)
-        self.train_loader = DataLoader(
-            dataset_view(self.train_set, pseudo, self.train_set.transform), sampler=sampler,
-            batch_size=sampler.local_batch_size, num_workers=self.workers, drop_last=True,
-            pin_memory=self.device.type == 'cuda')
-        return counts
+        self.train_loader = resumable_loader(
+            dataset_view(self.train_set, pseudo, self.train_set.transform), sampler,
+            self.workers, pin_memory=self.device.type == 'cuda')
+
+    def resume_state(self) -> dict:
+        """The models' state, and this epoch's pseudo-labels and cluster memory."""
+        clusters = None if self.memory is None else {
+            'epoch': self.clustered_epoch, 'labels': torch.from_numpy(self.pseudo_labels),
+            'memory': self.memory.state_dict()}
+        return {**super().resume_state(), 'clusters': clusters}
+
+    def load_resume_state(self, state: dict) -> None:
+        super().load_resume_state(state)
+        clusters = state['clusters']
+        if clusters is not None:
+            memory = ClusterMemory(clusters['memory']['features'], self.temperature,
+                                   self.momentum)
+            memory.load_state_dict(clusters['memory'])  # bit for bit, not re-normalised
+            self._use_clusters(clusters['labels'].numpy(), memory, clusters['epoch'])
 
     def _features(self, items: list) -> torch.Tensor:
         """Eval-mode features of ``items``: each process extracts its share, all gather."""

@@ -1,0 +1,162 @@
+"""Training survives preemption: real processes are killed (SIGKILL, at chosen moments:
+mid-epoch, during evaluation, during clustering) or stopped (SIGTERM, SIGUSR1), resumed
+with ``--resume auto``, and end with the uninterrupted run's weights, bit for bit."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import List, NamedTuple, Optional, Sequence
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 300
+
+
+class Stop(NamedTuple):
+    """Send ``signum`` when ``marker`` has appeared ``count`` times in the output."""
+    marker: str
+    signum: int = signal.SIGKILL
+    count: int = 1
+    agent_only: bool = False  # signal the launched process alone, not its process group
+
+
+class Attempt(NamedTuple):
+    returncode: int
+    output: str
+
+
+def attempt(command: Sequence[str], stop: Optional[Stop] = None) -> Attempt:
+    """Run ``command`` (one thread per process, unbuffered) until it ends, or until
+    ``stop`` stops it."""
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
+    process = subprocess.Popen(list(command), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    watchdog = threading.Timer(TIMEOUT_S, os.killpg, (process.pid, signal.SIGKILL))
+    watchdog.start()
+    lines: List[str] = []
+    seen = 0
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if stop is not None and stop.marker in line:
+                seen += 1
+                if seen == stop.count:
+                    if stop.agent_only:
+                        process.send_signal(stop.signum)
+                    else:
+                        os.killpg(process.pid, stop.signum)
+        returncode = process.wait()
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    output = ''.join(lines)
+    assert returncode != -signal.SIGKILL or stop is not None, f'timed out:\n{output[-3000:]}'
+    return Attempt(returncode, output)
+
+
+def complete(command: Sequence[str]) -> str:
+    result = attempt(command)
+    assert result.returncode == 0, result.output[-3000:]
+    return result.output
+
+
+def interrupted(command: Sequence[str], stops: Sequence[Stop]) -> List[Attempt]:
+    """``command`` stopped by each of ``stops`` in turn, then run to its end; every run
+    after the first continues with ``--resume auto``."""
+    attempts = []
+    for stop in stops:
+        result = attempt(command, stop)
+        assert result.returncode != 0, f'{stop} came too late:\n{result.output[-3000:]}'
+        attempts.append(result)
+    result = attempt(command)
+    assert result.returncode == 0, result.output[-3000:]
+    return attempts + [result]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    state_a = torch.load(a, map_location='cpu', weights_only=True)
+    state_b = torch.load(b, map_location='cpu', weights_only=True)
+    weights_a, weights_b = (s.get('state_dict', s.get('model')) for s in (state_a, state_b))
+    assert weights_a.keys() == weights_b.keys()
+    different = [k for k in weights_a if not torch.equal(weights_a[k], weights_b[k])]
+    assert not different, f'{len(different)} tensors differ, e.g. {different[:3]}'
+
+
+def progress(output: str) -> List[tuple]:
+    """(epoch, batch done) of every torchreid progress line."""
+    return [(int(e), int(b)) for e, b in re.findall(r'epoch: \[(\d+)/\d+\]\[(\d+)/\d+\]', output)]
+
+
+def resumed_at(output: str) -> tuple:
+    """(epoch, batch) where a resumed run continued, both counted from 1."""
+    epoch, batch = re.search(r'Resumed from \S+: epoch (\d+), batch (\d+)', output).groups()
+    return int(epoch), int(batch)
+
+
+# ------------------------------------------------------------------- the recipe engine
+EPOCHS = 3
+
+
+@pytest.fixture(scope='module')
+def root(tiny_market):
+    return tiny_market(num_train_ids=4, num_test_ids=5, images_per_camera=3, num_cameras=2)
+
+
+def train_command(root: Path, save_dir: Path, workers: int = 0, torchrun: bool = False):
+    launcher = [sys.executable]
+    if torchrun:
+        launcher += ['-m', 'torch.distributed.run', '--nproc_per_node=2',
+                     '--signals-to-handle=SIGTERM,SIGINT,SIGUSR1']
+    return [*launcher, 'examples/train_msinet.py', '--root', str(root), '--save-dir',
+            str(save_dir), '--device', 'cpu', '--workers', str(workers), '--height', '64',
+            '--width', '32', '--batch-size', '8', '--num-instances', '2', '--print-freq', '1',
+            '--epochs', str(EPOCHS), '--eval-freq', '1', '--checkpoint-every', '1',
+            '--resume', 'auto']
+
+
+def final_checkpoint(save_dir: Path) -> Path:
+    return save_dir / 'model' / f'model.pth.tar-{EPOCHS}'
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(root, tmp_path_factory) -> Path:
+    save_dir = tmp_path_factory.mktemp('uninterrupted')
+    complete(train_command(root, save_dir))
+    return final_checkpoint(save_dir)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_and_during_evaluation_then_resume_is_bit_exact(
+        root, tmp_path, uninterrupted):
+    stops = [Stop('Resume checkpoint saved', count=2),  # in the batch after a checkpoint
+             Stop('##### Evaluating'),                   # during an evaluation
+             Stop('epoch: [3/3][2/')]                    # after a batch, before its checkpoint
+    runs = interrupted(train_command(root, tmp_path), stops)
+    assert_same_weights(final_checkpoint(tmp_path), uninterrupted)
+    # Work lost to SIGKILL: at most the interval, one iteration.
+    for killed, resumed in zip(runs, runs[1:]):
+        last = progress(killed.output)[-1]
+        at = resumed_at(resumed.output)
+        assert at[0] == last[0] and at[1] >= last[1], (last, at)
+    assert len(list((tmp_path / 'resume').iterdir())) == 2  # the last two kept
+
+
+@pytest.mark.slow
+def test_loader_workers_do_not_change_the_run_and_sigterm_loses_nothing(
+        root, tmp_path, uninterrupted):
+    # With 2 loader workers the batches and their augmentations are those of 0 workers.
+    command = train_command(root, tmp_path, workers=2)
+    command[command.index('--checkpoint-every') + 1] = '0'  # by time only (10 minutes)
+    stops = [Stop('epoch: [1/3][2/', signal.SIGTERM), Stop('epoch: [2/3][3/', signal.SIGUSR1)]
+    runs = interrupted(command, stops)
+    assert_same_weights(final_checkpoint(tmp_path), uninterrupted)
+    for stopped, resumed, signum in zip(runs, runs[1:], (signal.SIGTERM, signal.SIGUSR1)):
+        assert stopped.returncode == 128 + signum, stopped.output[-2000:]
+        last = progress(stopped.output)[-1]
+        assert resumed_at(resumed.output) == (last[0], last[1] + 1)  # the next batch
