@@ -160,3 +160,58 @@ def test_loader_workers_do_not_change_the_run_and_sigterm_loses_nothing(
         assert stopped.returncode == 128 + signum, stopped.output[-2000:]
         last = progress(stopped.output)[-1]
         assert resumed_at(resumed.output) == (last[0], last[1] + 1)  # the next batch
+
+
+@pytest.mark.slow
+def test_torchrun_processes_stop_at_one_iteration_and_resume_bit_exact(root, tmp_path):
+    complete(train_command(root, tmp_path / 'uninterrupted', torchrun=True))
+    # SIGTERM to torchrun alone: it forwards the signal, both processes finish the same
+    # batch and write one checkpoint; then SIGKILL to all of them during an evaluation.
+    stops = [Stop('epoch: [1/3][2/', signal.SIGTERM, agent_only=True),
+             Stop('##### Evaluating', count=1)]
+    runs = interrupted(train_command(root, tmp_path / 'killed', torchrun=True), stops)
+    assert_same_weights(final_checkpoint(tmp_path / 'killed'),
+                        final_checkpoint(tmp_path / 'uninterrupted'))
+    last = progress(runs[0].output)[-1]
+    assert resumed_at(runs[1].output) == (last[0], last[1] + 1)
+
+
+# --------------------------------------------------------- the search, Cluster Contrast
+@pytest.mark.slow
+def test_killed_search_resumes_bit_exact(tiny_market, tmp_path):
+    root = tiny_market(num_train_ids=8, num_test_ids=4, images_per_camera=4, num_cameras=2)
+
+    def command(save_dir: Path) -> List[str]:
+        return [sys.executable, 'examples/search.py', '--root', str(root), '--dataset',
+                'market1501', '--epochs', '2', '--batch-size', '8', '--height', '64',
+                '--width', '32', '--workers', '0', '--device', 'cpu', '--eval-freq', '1',
+                '--print-freq', '1', '--checkpoint-every', '1', '--resume', 'auto',
+                '--save-dir', str(save_dir)]
+
+    complete(command(tmp_path / 'uninterrupted'))
+    runs = interrupted(command(tmp_path / 'killed'),
+                       [Stop('epoch: [1/2][2/'), Stop('##### Evaluating')])
+    assert_same_weights(tmp_path / 'killed' / 'search_checkpoint.pth',
+                        tmp_path / 'uninterrupted' / 'search_checkpoint.pth')
+    # Resumed mid-epoch, then from the epoch's search_checkpoint.pth (written before the
+    # evaluation), which reaches further than the last resume checkpoint.
+    assert resumed_at(runs[1].output)[0] == 1
+    assert 'Resumed the search from' in runs[2].output
+
+
+@pytest.mark.slow
+def test_cluster_contrast_killed_mid_epoch_and_during_clustering_resumes_bit_exact(tmp_path):
+    def command(log_dir: Path) -> List[str]:
+        return [sys.executable, 'examples/cluster_contrast.py', '--demo', '--root',
+                str(tmp_path / 'data'), '--demo-ids', '8', '4', '--demo-cameras', '3',
+                '--height', '64', '--width', '32', '--epochs', '2', '--batch-size', '8',
+                '--k1', '10', '--workers', '0', '--print-freq', '1', '--checkpoint-every', '1',
+                '--resume', 'auto', '--log-dir', str(log_dir)]
+
+    complete(command(tmp_path / 'uninterrupted'))
+    runs = interrupted(command(tmp_path / 'killed'),
+                       [Stop('epoch: [1/2][2/'), Stop('=> Clustering the')])
+    assert_same_weights(tmp_path / 'killed' / 'model' / 'model.pth.tar-2',
+                        tmp_path / 'uninterrupted' / 'model' / 'model.pth.tar-2')
+    assert resumed_at(runs[1].output)[0] == 1  # mid-epoch: its clusters come back
+    assert runs[1].output.count('=> Clustering the') == 1  # only epoch 2's

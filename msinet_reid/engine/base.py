@@ -257,10 +257,13 @@ class DistributedEngine(torchreid_engine.Engine):
                     self.train(print_freq=print_freq, fixbase_epoch=fixbase_epoch,
                                open_layers=open_layers)
                     done = self.epoch + 1
-                    if done >= start_eval and eval_freq > 0 and done % eval_freq == 0 \
-                            and done != max_epoch:
+                    evaluate = done >= start_eval and eval_freq > 0 and done % eval_freq == 0 \
+                        and done != max_epoch
+                    if evaluate:
                         self.save_model(self.epoch, self.test(**evaluation), save_dir)
-                    self.checkpoint_if_due((done, 0), final=done == max_epoch)
+                    # Beside every epoch checkpoint a resume one, which also holds the
+                    # random generators.
+                    self.checkpoint_if_due((done, 0), force=evaluate or done == max_epoch)
                 if max_epoch > 0:
                     self.epoch = max(self.epoch, max_epoch - 1)
                     self.log('=> Final test')
@@ -269,10 +272,10 @@ class DistributedEngine(torchreid_engine.Engine):
             self.writer.close()
 
     def checkpoint_if_due(self, position: Position, count: bool = False,
-                          final: bool = False) -> None:
+                          force: bool = False) -> None:
         """Write a resume checkpoint at ``position`` (the next batch to train) when one is
-        due by count (``count``: an iteration just ended) or time, when training just
-        ended (``final``), or when a stop signal came, and then stop. Under torchrun the
+        due by count (``count``: an iteration just ended) or time, when ``force``d, or
+        when a stop signal came, and then stop. Under torchrun the
         processes agree first, so all of them write and stop at the same iteration."""
         stop = self._stop.signum if self._stop is not None else 0
         due = self._schedule.due(self.iteration if count else None)
@@ -280,10 +283,12 @@ class DistributedEngine(torchreid_engine.Engine):
             flags = torch.tensor([stop, int(due)], device=distributed.communication_device())
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
             stop, due = (int(f) for f in flags.tolist())
-        if stop or due or final:
+        if stop or due or force:
             path = self.save_resume_checkpoint(position)
             if stop:
-                raise TrainingInterrupted(stop, path)
+                interrupted = TrainingInterrupted(stop, path)
+                self.log(f'=> {interrupted}')
+                raise interrupted
 
     def save_resume_checkpoint(self, position: Position) -> Path:
         """Write the resume checkpoint of ``position`` into ``<save_dir>/resume/``

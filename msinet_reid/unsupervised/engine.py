@@ -79,6 +79,7 @@ class ClusterContrastEngine(DistributedEngine):
     def recluster(self) -> Dict[str, int]:
         """Pseudo-label the training images; new train loader and memory. Returns counts."""
         items = self.train_set.train
+        self.log(f'=> Clustering the {len(items)} training images (epoch {self.epoch + 1})')
         features = self._features(items)
         labels = torch.empty(len(items), dtype=torch.long)
         if self.dist.is_main:
