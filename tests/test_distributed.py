@@ -1,4 +1,5 @@
-"""Seeded identity sampling and the distributed helpers, in one process and in two (gloo)."""
+"""Seeded sampling (identities, shuffles, per-sample augmentation seeds) and the
+distributed helpers, in one process and in two (gloo)."""
 import datetime
 import os
 import time
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 from msinet_reid import distributed
-from msinet_reid.data.samplers import IdentitySampler
+from msinet_reid.data.loading import SeededItems, resumable_loader
+from msinet_reid.data.samplers import IdentitySampler, SeededBatches, ShuffleSampler
 
 from helpers import run_distributed
 
@@ -55,6 +57,63 @@ def test_replicas_split_each_global_batch_by_identity(world_size):
         parts = [shard[step * local:(step + 1) * local] for shard in shards]
         assert sum(parts, []) == batch  # together: the single-process batch
         assert all(len(set(pids(a)) & set(pids(b))) == 0 for a in parts for b in parts if a != b)
+
+
+def test_shuffles_cover_every_sample_once_and_shard_global_batches():
+    plan = ShuffleSampler(10, 4, seed=2).epoch_plan()
+    assert len(plan) == 2 and len({i for batch in plan for i in batch}) == 8
+    other = ShuffleSampler(10, 4, seed=2)
+    other.set_epoch(1)
+    assert other.epoch_plan() != plan
+    shards = [ShuffleSampler(10, 4, seed=2, num_replicas=2, rank=r).own_batches() for r in (0, 1)]
+    assert [a + b for a, b in zip(*shards)] == plan
+    with pytest.raises(ValueError, match='must divide evenly over 3'):
+        ShuffleSampler(10, 4, num_replicas=3)
+    with pytest.raises(ValueError, match='needs as many samples, but the data has 3'):
+        ShuffleSampler(3, 4)
+
+
+@pytest.mark.parametrize('world_size', [1, 2])
+def test_augmentation_seeds_follow_the_place_in_the_global_epoch(world_size):
+    single = SeededBatches(IdentitySampler(DATA, 8, 2, seed=1))
+    single.set_epoch(3)
+    shards = [SeededBatches(IdentitySampler(DATA, 8, 2, seed=1, num_replicas=world_size,
+                                            rank=r)) for r in range(world_size)]
+    for shard in shards:
+        shard.set_epoch(3, start=1)
+    # Any number of processes, and a start at batch 1: the pairs of the single process.
+    assert [sum(parts, []) for parts in zip(*shards)] == list(single)[1:]
+    assert len(shards[0]) == single.num_batches - 1
+    assert len({seed for batch in single for _, seed in batch}) == 8 * single.num_batches
+    with pytest.raises(ValueError, match='cannot start at batch 99'):
+        single.set_epoch(3, start=99)
+
+
+class RandomItems(torch.utils.data.Dataset):
+    """Item ``i`` is ``i`` and a random draw, as an augmented image would be."""
+
+    def __len__(self):
+        return len(DATA)
+
+    def __getitem__(self, index):
+        return {'index': index, 'noise': torch.rand(())}
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_resumable_loader_batches_depend_on_neither_workers_nor_the_callers_generator(workers):
+    def batches(num_workers):
+        loader = resumable_loader(RandomItems(), IdentitySampler(DATA, 8, 2, seed=1),
+                                  num_workers)
+        loader.batch_sampler.set_epoch(2)
+        return [(b['index'].tolist(), b['noise'].tolist()) for b in loader]
+
+    torch.manual_seed(0)
+    reference = batches(0)
+    state = torch.get_rng_state()
+    assert batches(workers) == reference
+    assert torch.equal(torch.get_rng_state(), state)  # the process's draws are untouched
+    with pytest.raises(TypeError):
+        SeededItems(RandomItems())[3]  # needs (index, seed)
 
 
 @pytest.mark.parametrize('kwargs, message', [

@@ -51,7 +51,7 @@ def _rank_job(info, root, out):
     torch.save(weights, out / f'weights-{info.rank}.pt')
     (out / f'steps-{info.rank}.json').write_text(json.dumps(
         {'summaries': engine.summaries, 'pids': engine.pids,
-         'local_batch': engine.train_loader.batch_size}))
+         'local_batch': engine.train_loader.batch_sampler.sampler.local_batch_size}))
 
 
 @pytest.fixture(scope='module')
@@ -214,7 +214,8 @@ def _search_job(info, root, out):
     search.forward_backward = synchronised_step
     search.run(save_dir=str(out / 'search'), max_epoch=1, print_freq=100)
     (out / f'search-{info.rank}.json').write_text(json.dumps(
-        {'checks': checks, 'local_batch': search.train_loader.batch_size,
+        {'checks': checks,
+         'local_batch': search.train_loader.batch_sampler.sampler.local_batch_size,
          'alpha': [a.tolist() for a in model.arch_parameters()]}))
 
 
@@ -238,10 +239,12 @@ def test_search_keeps_alpha_weights_buffers_and_memories_identical_on_every_proc
         result = json.loads((tmp_path / f'search-{rank}.json').read_text())
         assert result['local_batch'] == GLOBAL_BATCH // 2
         assert len(result['checks']) >= 2 and all(result['checks'])
-    # Rank 0 alone wrote the genotype, its pictures and the checkpoint ...
+    # Rank 0 alone wrote the genotype, its pictures and the checkpoints ...
     assert sorted(p.name for p in (tmp_path / 'search').iterdir() if not p.name.startswith(
-        'events')) == ['genotype.json', 'genotype.png', 'genotype_history.png',
+        'events')) == ['genotype.json', 'genotype.png', 'genotype_history.png', 'resume',
                        'search_checkpoint.pth']
+    assert [p.name for p in (tmp_path / 'search' / 'resume').iterdir()] == [
+        'resume-e0001-b000000.pth.tar']
     # ... which a single process resumes.
     search = _search_engine(_manager(root, ['random_flip']))
     assert search.resume(tmp_path / 'search' / 'search_checkpoint.pth') == 1

@@ -30,6 +30,12 @@ def test_one_tiny_epoch_then_resume(root, tmp_path, capsys):
     checkpoint = save_dir / 'model' / 'model.pth.tar-1'
     assert checkpoint.is_file() and trainer.scheduler.last_epoch == 1
 
+    # Resumed at its end, a run evaluates again instead of skipping the final test.
+    tiny_run(root, save_dir, '--model', 'msinet_sam', '--epochs', '1', '--resume', 'auto')
+    out = capsys.readouterr().out
+    assert 'Resumed from' in out and 'epoch 2, batch 1' in out
+    assert 'Final test' in out and 'Rank-1' in out and 'epoch: [' not in out
+
     trainer = tiny_run(root, save_dir, '--model', 'msinet_sam', '--epochs', '2',
                        '--resume', str(checkpoint))
     assert 'Loaded scheduler' in capsys.readouterr().out

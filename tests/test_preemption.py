@@ -13,6 +13,10 @@ from typing import List, NamedTuple, Optional, Sequence
 import pytest
 import torch
 
+from msinet_reid.engine.preemption import (
+    CheckpointSchedule, StopSignals, TrainingInterrupted, prune, resume_checkpoints, resume_path,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
 
@@ -97,6 +101,44 @@ def resumed_at(output: str) -> tuple:
     """(epoch, batch) where a resumed run continued, both counted from 1."""
     epoch, batch = re.search(r'Resumed from \S+: epoch (\d+), batch (\d+)', output).groups()
     return int(epoch), int(batch)
+
+
+# ---------------------------------------------------------------------------- the parts
+def test_stop_signals_are_flags_in_the_block_and_restored_after():
+    before = signal.getsignal(signal.SIGTERM)
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGTERM)  # the first signal is the one reported
+        assert stop.signum == signal.SIGUSR1
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C after a signal: stop at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before
+    stopped = TrainingInterrupted(signal.SIGTERM, Path('log/resume/r.pth.tar'))
+    assert stopped.code == 143 and 'SIGTERM' in str(stopped) and '--resume auto' in str(stopped)
+
+
+def test_checkpoint_schedule_by_count_and_time(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr('time.monotonic', lambda: now[0])
+    schedule = CheckpointSchedule(every=3, minutes=1)
+    assert [schedule.due(i) for i in (1, 2, 3)] == [False, False, True]
+    assert not schedule.due()  # between iterations: by time only
+    now[0] = 61
+    assert schedule.due() and schedule.due(4)
+    schedule.written()
+    assert not schedule.due(5)
+    assert not CheckpointSchedule(0, 0).due(3)
+    with pytest.raises(ValueError, match='must be >= 0'):
+        CheckpointSchedule(every=-1)
+
+
+def test_resume_checkpoints_sort_by_position_and_the_last_two_are_kept(tmp_path):
+    for epoch, batch in [(0, 7), (1, 0), (0, 12), (2, 3)]:
+        resume_path(tmp_path, epoch, batch).parent.mkdir(exist_ok=True)
+        resume_path(tmp_path, epoch, batch).touch()
+    assert [p for p, _ in resume_checkpoints(tmp_path)] == [(0, 7), (0, 12), (1, 0), (2, 3)]
+    prune(tmp_path)
+    assert [p for p, _ in resume_checkpoints(tmp_path)] == [(1, 0), (2, 3)]
 
 
 # ------------------------------------------------------------------- the recipe engine

@@ -339,7 +339,8 @@ def _cluster_contrast_job(info, root, out):
     engine = _cluster_contrast(root, out / 'log')
     torch.save({'weights': torch.cat([p.detach().flatten() for p in engine.model.parameters()]),
                 'memory': engine.memory.centroids, 'losses': engine.losses, 'pids': engine.pids,
-                'local_batch': engine.train_loader.batch_size}, out / f'rank-{info.rank}.pt')
+                'local_batch': engine.train_loader.batch_sampler.sampler.local_batch_size},
+               out / f'rank-{info.rank}.pt')
 
 
 @pytest.mark.numerics
