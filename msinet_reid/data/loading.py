@@ -11,8 +11,9 @@ from ..random_state import seeded
 from .samplers import PlannedSampler, SeededBatches
 
 # The signals that ask training to stop (see msinet_reid.engine.preemption): the main
-# process handles them and shuts its loader workers down itself.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+# process handles them and shuts its loader workers down itself. Windows has no SIGUSR1.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGINT', 'SIGUSR1')
+                     if hasattr(signal, name))
 
 
 class SeededItems(Dataset):

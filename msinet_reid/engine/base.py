@@ -288,6 +288,7 @@ class DistributedEngine(torchreid_engine.Engine):
             if stop:
                 interrupted = TrainingInterrupted(stop, path)
                 self.log(f'=> {interrupted}')
+                self.writer.flush()  # TensorBoard's last scalars too
                 raise interrupted
 
     def save_resume_checkpoint(self, position: Position) -> Path:
