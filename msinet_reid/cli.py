@@ -379,12 +379,97 @@ def _add_check_data(commands) -> None:
     parser.set_defaults(run=_check_data)
 
 
+# train's flags: (names, config key, type, help); each wins over --config-file.
+_TRAIN_FLAGS = (
+    (('--experiment',), 'experiment', str,
+     "one of the paper's experiments (sets the defaults of recipe, model and datasets)"),
+    (('--recipe',), 'recipe.name', str, 'scratch, pretrained or cross_domain (default: scratch)'),
+    (('--model',), 'model.name', str, 'a registered model (default: msinet)'),
+    (('--data',), 'data.path', str,
+     'your own data: a folder with train/ (query/, gallery/) or a CSV list '
+     'path,identity,camera,split'),
+    (('--test-ids',), 'data.test_ids', int,
+     'own data without query/ and gallery/: identities held out to evaluate on'),
+    (('--root',), 'data.root', str, "the folder of torchreid's datasets"),
+    (('--dataset', '--source'), 'data.source', str, 'the torchreid dataset to train on'),
+    (('--target',), 'data.target', str,
+     'the torchreid dataset to evaluate on (default: the training one)'),
+    (('--weights',), 'model.weights', str, 'a local ImageNet-pretrained checkpoint'),
+    (('--epochs',), 'recipe.max_epoch', int, None),
+    (('--batch-size',), 'recipe.batch_size', int, None),
+    (('--num-instances',), 'recipe.num_instances', int, 'images per identity in a batch'),
+    (('--height',), 'recipe.height', int, None),
+    (('--width',), 'recipe.width', int, None),
+    (('--lr',), 'recipe.lr', float, None),
+    (('--eval-freq',), 'recipe.eval_freq', int, 'evaluate and save a checkpoint every N epochs'),
+    (('--device',), 'run.device', str, "'cpu' or 'cuda' (under torchrun: each process's GPU)"),
+    (('--workers',), 'data.workers', int, 'image loading processes'),
+    (('--seed',), 'run.seed', int, None),
+    (('--save-dir',), 'run.save_dir', str,
+     'checkpoints, TensorBoard logs and the model card (default: log/<run name>)'),
+    (('--resume',), 'run.resume', str,
+     "a checkpoint to continue from, or 'auto': the latest in the save directory, if any"),
+    (('--checkpoint-every',), 'run.checkpoint_every', int,
+     'a resume checkpoint every N iterations (0: by time only)'),
+    (('--checkpoint-minutes',), 'run.checkpoint_minutes', float,
+     'a resume checkpoint every M minutes'),
+    (('--print-freq',), 'run.print_freq', int, 'progress every N batches (0: once an epoch)'),
+)
+_TRAIN_SWITCHES = (
+    (('--amp',), 'run.amp', 'mixed precision (CUDA)'),
+    (('--sync-bn',), 'run.sync_bn', 'under torchrun: BatchNorm over the global batch (CUDA)'),
+    (('--rerank',), 'run.rerank', 'evaluate after k-reciprocal re-ranking'),
+    (('--evaluate',), 'run.evaluate_only', 'only evaluate (the --resume checkpoint, if given)'),
+)
+
+
+def _train_settings(args: argparse.Namespace) -> dict:
+    """The config keys that train's flags set."""
+    flags = [(key, getattr(args, names[0][2:].replace('-', '_')))
+             for names, key, *_ in (*_TRAIN_FLAGS, *_TRAIN_SWITCHES)]
+    return {key: value for key, value in flags if value is not None}
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .config import load_config
+
+    config = load_config(args.config_file, args.opts, _train_settings(args))
+    if args.print_config:
+        print(config.to_yaml(), end='')
+        return
+    from .training import train
+
+    train(config)
+
+
+def _add_train(commands) -> None:
+    parser = commands.add_parser(
+        'train', help='train a model on a torchreid dataset or your own data',
+        description="Train a registered model with the paper's recipe (ImageMSINetEngine) "
+                    'on a torchreid dataset (--root, --dataset) or your own data (--data), '
+                    'evaluate it, and write a model card beside the weights. Settings come '
+                    'from the defaults of --experiment or --recipe, then --config-file '
+                    '(YAML), then the flags, then trailing KEY VALUE pairs '
+                    '(e.g. recipe.lr 0.01); --print-config shows them all.')
+    parser.add_argument('--config-file', type=Path, help='a YAML config (any subset of the '
+                                                         'keys --print-config shows)')
+    parser.add_argument('--print-config', action='store_true',
+                        help='print the complete config as YAML and exit')
+    for names, _, kind, help in _TRAIN_FLAGS:
+        parser.add_argument(*names, type=kind, help=help)
+    for names, _, help in _TRAIN_SWITCHES:
+        parser.add_argument(*names, action='store_const', const=True, help=help)
+    parser.add_argument('opts', nargs=argparse.REMAINDER, metavar='KEY VALUE',
+                        help='config keys and values, e.g. recipe.max_epoch 60')
+    parser.set_defaults(run=_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``msinet-reid`` parser, each command's ``run`` in its defaults."""
     parser = argparse.ArgumentParser(prog='msinet-reid', description=__doc__)
     commands = parser.add_subparsers(dest='command', required=True)
-    for add in (_add_demo, _add_export, _add_extract, _add_evaluate, _add_check_data,
-                _add_show_genotype):
+    for add in (_add_demo, _add_train, _add_export, _add_extract, _add_evaluate,
+                _add_check_data, _add_show_genotype):
         add(commands)
     return parser
 

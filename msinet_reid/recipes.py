@@ -14,7 +14,7 @@ the authors pad by 10 pixels and crop; its ``color_jitter`` is milder than their
 """
 import dataclasses
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from torch import nn
 from torch.optim import Optimizer
@@ -123,5 +123,47 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> Tuple[Optimizer, Warmup
     return optimizer, scheduler
 
 
-__all__ = ['CROSS_DOMAIN_TRANSFORMS', 'IN_DOMAIN_TRANSFORMS', 'RECIPES', 'Recipe',
-           'build_optimizer', 'get_recipe', 'scaled_recipe']
+VEHICLE_DATASETS = ('veri', 'vehicleid')
+VEHICLE_SIZE = (256, 256)  # paper sec. 4.2: vehicles at 256x256, persons at 256x128
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One of the paper's experiments: a recipe, a model, the training dataset and, across
+    domains, the dataset evaluated on."""
+
+    recipe: str
+    model: str
+    source: str
+    target: Optional[str] = None
+
+
+EXPERIMENTS: Dict[str, Experiment] = {
+    'market1501_scratch': Experiment('scratch', 'msinet', 'market1501'),
+    'market1501_pretrained': Experiment('pretrained', 'msinet', 'market1501'),
+    'msmt17_scratch': Experiment('scratch', 'msinet', 'msmt17'),
+    'msmt17_pretrained': Experiment('pretrained', 'msinet', 'msmt17'),
+    'veri_scratch': Experiment('scratch', 'msinet', 'veri'),
+    'veri_pretrained': Experiment('pretrained', 'msinet', 'veri'),
+    'market1501_to_msmt17_sam': Experiment('cross_domain', 'msinet_sam', 'market1501',
+                                           'msmt17'),
+    'veri_to_vehicleid_sam': Experiment('cross_domain', 'msinet_sam', 'veri', 'vehicleid'),
+}
+
+
+def dataset_recipe(name: str, source: str) -> Recipe:
+    """Preset ``name`` at the paper's input size for training dataset ``source``.
+
+    Example::
+
+        >>> dataset_recipe('scratch', 'veri').height, dataset_recipe('scratch', 'veri').width
+        (256, 256)
+    """
+    if source in VEHICLE_DATASETS:
+        return get_recipe(name, height=VEHICLE_SIZE[0], width=VEHICLE_SIZE[1])
+    return get_recipe(name)
+
+
+__all__ = ['CROSS_DOMAIN_TRANSFORMS', 'EXPERIMENTS', 'Experiment', 'IN_DOMAIN_TRANSFORMS',
+           'RECIPES', 'Recipe', 'VEHICLE_DATASETS', 'build_optimizer', 'dataset_recipe',
+           'get_recipe', 'scaled_recipe']
