@@ -137,7 +137,8 @@ def _numbers(names: Iterable[str]) -> Dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------
-# Reading: each reader returns the records of each split it found, and its problems.
+# Reading: each reader returns the records of each split it found, and its problems; it
+# raises OwnDataError when it can read nothing (no train/ folder, a wrong header).
 
 Found = Tuple[Dict[str, List[Record]], List[str]]
 
@@ -156,17 +157,12 @@ def _visible(folder: Path) -> List[Path]:
 def _read_folder(root: Path) -> Found:
     layout = f'{root}/train/<identity>/<camera>/<image>'
     if not (root / 'train').is_dir():
-        return {}, [f'{root} has no train/ folder: lay the images out as {layout}, with '
-                    f'query/ and gallery/ alike to evaluate, or pass a list file (CSV)']
-    present = [split for split in SPLITS if (root / split).is_dir()]
-    problems = []
-    if len(present) == 2:
-        missing = 'gallery' if 'query' in present else 'query'
-        problems.append(f'{root} has {present[1]}/ but no {missing}/: add {missing}/ to '
-                        f'evaluate, or remove {present[1]}/ to train without evaluating')
-    splits, misplaced = {}, []
-    for split in present:
-        splits[split] = []
+        raise OwnDataError(root, [f'{root} has no train/ folder: lay the images out as '
+                                  f'{layout}, with query/ and gallery/ alike to evaluate, or '
+                                  f'pass a list file (CSV)'])
+    splits = {split: [] for split in SPLITS}
+    misplaced, problems = [], []
+    for split in (split for split in SPLITS if (root / split).is_dir()):
         for identity in _visible(root / split):
             for camera in _visible(identity) if identity.is_dir() else [identity]:
                 for image in _visible(camera) if camera.is_dir() else [camera]:
@@ -187,8 +183,9 @@ def _read_list(list_file: Path) -> Found:
         rows = csv.reader(file)
         header = [name.strip() for name in next(rows, [])]
         if header != list(HEADER):
-            return {}, [f'{list_file}, line 1: the header is {",".join(header)!r}; the first '
-                        f'line must be {",".join(HEADER)}']
+            raise OwnDataError(list_file, [
+                f'{list_file}, line 1: the header is {",".join(header)!r}; the first line '
+                f'must be {",".join(HEADER)}'])
         splits = {split: [] for split in SPLITS}
         malformed, bad_splits = [], []
         for row in rows:
@@ -209,7 +206,7 @@ def _read_list(list_file: Path) -> Found:
     if bad_splits:
         problems.append(f'{list_file}: splits other than {", ".join(SPLITS)}: '
                         f'{_listed(bad_splits)}. Write one of those three')
-    return {split: records for split, records in splits.items() if records}, problems
+    return splits, problems
 
 
 def hold_out(train: List[Record], test_ids: int, seed: int = 0
@@ -272,10 +269,13 @@ def _duplicates(splits: Dict[str, List[Record]]) -> List[str]:
 
 
 def _empty_splits(splits: Dict[str, List[Record]], source: Path) -> List[str]:
-    wanted = SPLITS if splits.get('query') or splits.get('gallery') else SPLITS[:1]
-    return [f'the {split} split of {source} has no images: add some (or, for query and '
-            f'gallery, remove the other to train without evaluating)'
-            for split in wanted if not splits.get(split)]
+    problems = [f'{source} has no train images: add some'] if not splits['train'] else []
+    for split, other in (('query', 'gallery'), ('gallery', 'query')):
+        if splits[other] and not splits[split]:
+            problems.append(f'{source} has {other} images but no {split} images: add {split} '
+                            f'images to evaluate, or remove the {other} images to train '
+                            f'without evaluating')
+    return problems
 
 
 def _evaluation_problems(query: List[Record], gallery: List[Record]) -> List[str]:
@@ -339,10 +339,10 @@ def load_own_data(path: PathLike, test_ids: int = 0, seed: int = 0, images: bool
         raise FileNotFoundError(f'no data at {source}: pass a folder holding train/ or a '
                                 f'list file (CSV, header {",".join(HEADER)})')
     splits, problems = (_read_folder if source.is_dir() else _read_list)(source)
-    if test_ids and (splits.get('query') or splits.get('gallery')):
+    if test_ids and (splits['query'] or splits['gallery']):
         problems.append(f'--test-ids {test_ids} holds training identities out as query and '
                         f'gallery, but {source} has its own: leave --test-ids out')
-    elif test_ids and splits.get('train'):
+    elif test_ids and splits['train']:
         try:
             splits['train'], splits['query'], splits['gallery'] = hold_out(
                 splits['train'], test_ids, seed)
@@ -350,14 +350,14 @@ def load_own_data(path: PathLike, test_ids: int = 0, seed: int = 0, images: bool
             problems.append(str(error))
     problems += _empty_splits(splits, source)
     problems += _duplicates(splits)
-    if splits.get('query') and splits.get('gallery'):
+    if splits['query'] and splits['gallery']:
         problems += _evaluation_problems(splits['query'], splits['gallery'])
     if images:
         problems += _file_problems([record for records in splits.values()
                                     for record in records], workers)
     if problems:
         raise OwnDataError(source, problems)
-    return OwnData(source, {split: sorted(splits.get(split, [])) for split in SPLITS},
+    return OwnData(source, {split: sorted(records) for split, records in splits.items()},
                    test_ids, seed)
 
 
