@@ -2,6 +2,8 @@
 problem named in one error), registered with torchreid, and given to the commands with
 --data."""
 import csv
+import re
+import shutil
 from pathlib import Path
 from typing import List, Tuple
 
@@ -123,7 +125,7 @@ def test_every_problem_of_a_list_is_named_in_one_error(folder):
 
 
 def remove_gallery(folder: Path) -> None:
-    __import__('shutil').rmtree(folder / 'gallery')
+    shutil.rmtree(folder / 'gallery')
 
 
 def one_camera(folder: Path) -> None:
@@ -164,3 +166,139 @@ def test_each_list_problem_is_named(folder, rows, header, expected):
     path = write_list(folder / 'crops.csv', rows, *[header] if header else [])
     problems = problems_of(path)
     assert len(problems) == 1 and expected in problems[0], problems
+
+
+def held_out_folder(root: Path) -> Path:
+    """Train only: identities 'p0'..'p5' seen by two or three cameras, 'solo' by one."""
+    crops = [('train', f'p{identity}', f'c{camera}', f'{index}.png')
+             for identity in range(6) for camera in range(2 + identity % 2)
+             for index in range(2)]
+    return write_crops(root, crops + [('train', 'solo', 'c0', f'{index}.jpg')
+                                      for index in range(3)])
+
+
+def test_test_ids_hold_identities_out_with_a_cross_camera_match(tmp_path):
+    root = held_out_folder(tmp_path / 'crops')
+    assert not load_own_data(root).evaluates
+    own = load_own_data(root, test_ids=3, seed=5)
+    assert own.summary()['test_ids'] == 3
+    query, gallery = own.splits['query'], own.splits['gallery']
+    held = {record.identity for record in query}
+    assert len(held) == 3 and 'solo' not in held
+    assert not held & {record.identity for record in own.splits['train']}
+    # The first image of each camera but the first is a query; the rest are the gallery.
+    for identity in held:
+        cameras = sorted({record.camera for record in gallery if record.identity == identity})
+        assert sorted(Path(record.path).relative_to(root).as_posix() for record in query
+                      if record.identity == identity) == [
+            f'train/{identity}/{camera}/0.png' for camera in cameras[1:]]
+        assert {record.camera for record in gallery if record.identity == identity} \
+            == set(cameras)
+    assert load_own_data(root, test_ids=3, seed=5).splits == own.splits  # deterministic
+    assert any(load_own_data(root, test_ids=3, seed=seed).splits != own.splits
+               for seed in range(1, 5))
+
+
+def test_test_ids_beyond_the_identities_with_two_cameras(tmp_path):
+    problems = problems_of(held_out_folder(tmp_path / 'crops'), test_ids=7)
+    assert problems == ['--test-ids 7: 6 training identities are seen by two cameras or more, '
+                        'which a held-out identity needs (a query, and a gallery image from '
+                        'another camera); pass --test-ids 6 or fewer']
+
+
+def data_manager(name: str, **options) -> 'torchreid.data.ImageDataManager':
+    return torchreid.data.ImageDataManager(
+        root='unused', sources=name, height=HEIGHT, width=WIDTH, batch_size_train=4,
+        batch_size_test=4, workers=0, use_gpu=False, **options)
+
+
+def test_registered_data_feeds_image_data_manager(folder, unique_name):
+    name = unique_name()
+    own = register_own_data(name, folder)
+    datamanager = data_manager(name)
+    assert datamanager.num_train_pids == 3
+    batch = next(iter(datamanager.train_loader))
+    assert batch['img'].shape == (4, 3, HEIGHT, WIDTH)
+    assert set(batch['pid'].tolist()) <= {0, 1, 2}
+    loaders = datamanager.test_loader[name]
+    assert [len(loaders[split].dataset) for split in ('query', 'gallery')] == [2, 9]
+    assert loaders['query'].dataset.query == own.samples('query')
+    # Registering again replaces the data; the name of another dataset is refused.
+    register_own_data(name, held_out_folder(folder.parent / 'other'))
+    assert data_manager(name).num_train_pids == 7
+    with pytest.raises(ValueError, match="torchreid already has a dataset named 'market1501'"):
+        register_own_data('market1501', folder)
+
+
+def test_data_without_query_and_gallery_trains_without_test_sets(tmp_path, unique_name,
+                                                                 capsys):
+    name = unique_name()
+    register_own_data(name, held_out_folder(tmp_path / 'crops'))
+    datamanager = data_manager(name, combineall=True)
+    assert datamanager.num_train_pids == 7
+    assert len(datamanager.train_loader.dataset) == 33
+    loaders = datamanager.test_loader[name]
+    assert len(loaders['query'].dataset) == len(loaders['gallery'].dataset) == 0
+    assert '  query    |     0 |        0 |         0' in capsys.readouterr().out
+
+
+def run_cli(command: str, weights, *flags) -> int:
+    return main([command, '--weights', str(weights), '--height', str(HEIGHT), '--width',
+                 str(WIDTH), '--workers', '0', *map(str, flags)])
+
+
+def test_check_data_prints_the_summary_or_every_problem(folder, capsys):
+    assert main(['check-data', '--data', str(folder)]) == 0
+    out = capsys.readouterr().out
+    digest = load_own_data(folder).summary()['sha256']
+    assert f'folder {folder}\n' in out and f'sha256 of the images and their labels: {digest}' \
+        in out
+    assert re.search(r'\n  query +2 +2 +1\n', out)
+    assert 'All 29 images decode; no problems found.' in out
+    (folder / 'gallery/visitor 2/Cam-1/0.png').write_text('not an image')
+    shutil.rmtree(folder / 'gallery/visitor 1/Cam-1')
+    assert main(['check-data', '--data', str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f'the data at {folder} has 2 problems')
+    assert "'visitor 1' (camera 'cam 2')" in out and 'visitor 2/Cam-1/0.png: ' in out
+
+
+@pytest.mark.slow
+def test_evaluate_ranks_the_query_of_own_data_or_held_out_identities(folder, tmp_path,
+                                                                     msinet_weights, capsys):
+    assert run_cli('evaluate', msinet_weights, '--data', folder) == 0
+    assert f'{folder} (msinet.pth): Rank-1 ' in capsys.readouterr().out
+    root = held_out_folder(tmp_path / 'train_only')
+    with pytest.raises(SystemExit):
+        run_cli('evaluate', msinet_weights, '--data', root)
+    assert 'has no query and gallery images: add query/ and gallery/' in capsys.readouterr().err
+    assert run_cli('evaluate', msinet_weights, '--data', root, '--test-ids', 2) == 0
+    assert f'{root} (msinet.pth): Rank-1 ' in capsys.readouterr().out
+
+
+def test_extract_writes_every_split_in_order(folder, msinet_weights):
+    out = folder.parent / 'features.npy'
+    assert run_cli('extract', msinet_weights, '--data', folder, '--out', out) == 0
+    own = load_own_data(folder)
+    assert out.with_suffix('.txt').read_text().splitlines() == [
+        record.path for split in ('train', 'query', 'gallery') for record in own.splits[split]]
+    assert np.load(out).shape == (29, 768)
+
+
+@pytest.mark.parametrize('flags, expected', [
+    (['evaluate', '--weights', 'w.pth', '--data', 'crops', '--root', 'reid-data'],
+     'argument --root: not allowed with argument --data'),
+    (['evaluate', '--weights', 'w.pth', '--data', 'crops', '--dataset', 'market1501'],
+     '--dataset names a torchreid dataset under --root; --data reads its own'),
+    (['check-data', '--root', 'reid-data', '--test-ids', '3'],
+     '--test-ids and --seed hold identities of --data out'),
+    (['check-data', '--root', 'reid-data'], '--root needs --dataset'),
+    (['check-data'], 'one of the arguments --root --data is required'),
+    (['extract', '--weights', 'w.pth', '--data', 'crops', '--images', 'crops', '--out', 'f'],
+     'argument --images: not allowed with argument --data'),
+], ids=['data and root', 'data and dataset', 'root and test-ids', 'root alone', 'nothing',
+        'data and images'])
+def test_one_source_of_data(flags, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(flags)
+    assert exit_info.value.code == 2 and expected in capsys.readouterr().err
