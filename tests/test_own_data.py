@@ -83,9 +83,9 @@ def test_folder_and_list_read_to_the_same_samples(folder):
     assert train[0] == (str(folder / 'train/007/Cam-1/0.png'), 0, 0, 0)
     assert {Path(path).parts[-3]: pid for path, pid, _, _ in train} == {
         '007': 0, 'Zoë': 1, 'a person': 2}  # Python's order: 'Z' < 'a'
-    tested = {Path(path).parts[-3]: pid for path, pid, _, _ in
+    tested = {(Path(path).parts[-3], pid) for path, pid, _, _ in
               from_folder.samples('query') + from_folder.samples('gallery')}
-    assert tested == {'distractor': 0, 'visitor 1': 1, 'visitor 2': 2}
+    assert tested == {('distractor', 0), ('visitor 1', 1), ('visitor 2', 2)}
     assert {camid for _, _, camid, _ in from_folder.samples('query')} == {1}
 
 
