@@ -2,8 +2,11 @@
 problem named in one error), registered with torchreid, and given to the commands with
 --data."""
 import csv
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import List, Tuple
 
@@ -302,3 +305,23 @@ def test_one_source_of_data(flags, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(flags)
     assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_registration_works_in_the_official_torchreid_layout(folder, tmp_path):
+    from test_torchreid_layouts import REPO, _official_layout
+
+    script = (
+        'import sys, msinet_reid, torchreid\n'
+        'from torchreid.data import ImageDataManager\n'
+        "assert 'torchreid.reid' not in sys.modules\n"
+        f'msinet_reid.data.register_own_data("shop", {str(folder)!r})\n'
+        'manager = ImageDataManager(root="", sources="shop", height=32, width=16, workers=0,\n'
+        '                           batch_size_train=4, use_gpu=False)\n'
+        'print("batch", tuple(next(iter(manager.train_loader))["img"].shape))\n')
+    env = {**os.environ, 'XDG_CACHE_HOME': str(tmp_path / 'cache'),
+           'PYTHONPATH': os.pathsep.join([str(_official_layout(tmp_path)), str(REPO)])}
+    result = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f'batch (4, 3, {HEIGHT}, {WIDTH})' in result.stdout
