@@ -171,6 +171,19 @@ def test_each_list_problem_is_named(folder, rows, header, expected):
     assert len(problems) == 1 and expected in problems[0], problems
 
 
+def test_many_cases_of_a_problem_are_counted(folder):
+    rows = list_rows() + [(f'train/{index}.png', 'x', 'c', 'val') for index in range(7)]
+    assert problems_of(write_list(folder / 'crops.csv', rows)) == [
+        f"{folder / 'crops.csv'}: splits other than train, query, gallery: line 31: 'val'; "
+        "line 32: 'val'; line 33: 'val'; line 34: 'val'; line 35: 'val'; ... and 2 more. "
+        'Write one of those three']
+
+
+def test_a_list_that_is_not_text(folder):
+    path = folder / 'train/007/Cam-1/0.png'
+    assert problems_of(path)[0].startswith(f'{path} is not UTF-8 text')
+
+
 def held_out_folder(root: Path) -> Path:
     """Train only: identities 'p0'..'p5' seen by two or three cameras, 'solo' by one."""
     crops = [('train', f'p{identity}', f'c{camera}', f'{index}.png')

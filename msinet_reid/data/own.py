@@ -28,7 +28,7 @@ import functools
 import hashlib
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
@@ -64,10 +64,14 @@ class OwnDataError(ValueError):
                          f'problem{"s" if len(problems) > 1 else ""}; fix them and retry:{listed}')
 
 
-def _listed(cases: List[str]) -> str:
-    """The first :data:`~msinet_reid.data.images.LISTED` of ``cases``, then their count."""
+def _problem(what: str, cases: List[str], fix: str) -> List[str]:
+    """``[]`` without ``cases``, else one problem: ``what``, the first
+    :data:`~msinet_reid.data.images.LISTED` cases and their count, and ``fix``."""
+    if not cases:
+        return []
     more = len(cases) - LISTED
-    return '; '.join(cases[:LISTED]) + (f'; ... and {more} more' if more > 0 else '')
+    listed = '; '.join(cases[:LISTED]) + (f'; ... and {more} more' if more > 0 else '')
+    return [f'{what}: {listed}. {fix}']
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,12 @@ class OwnData:
     splits: Dict[str, List[Record]]  # every split of SPLITS, query and gallery maybe empty
     test_ids: int = 0  # identities held out of train as query and gallery
     seed: int = 0  # of the held-out identities' draw
-    root: Path = field(init=False)  # what the paths of the summary are relative to
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, 'root', self.source if self.source.is_dir()
-                           else self.source.parent)
+    @property
+    def root(self) -> Path:
+        """The folder that the summary's paths are relative to: the data's, or the list
+        file's."""
+        return self.source if self.source.is_dir() else self.source.parent
 
     @property
     def evaluates(self) -> bool:
@@ -144,7 +149,7 @@ Found = Tuple[Dict[str, List[Record]], List[str]]
 
 
 @functools.lru_cache(maxsize=None)
-def image_extensions() -> frozenset:
+def _image_extensions() -> frozenset:
     """The file extensions of the image formats Pillow opens (``.jpg``, ``.png``, ...)."""
     return frozenset(extension for extension, kind in Image.registered_extensions().items()
                      if kind in Image.OPEN)
@@ -161,24 +166,30 @@ def _read_folder(root: Path) -> Found:
                                   f'{layout}, with query/ and gallery/ alike to evaluate, or '
                                   f'pass a list file (CSV)'])
     splits = {split: [] for split in SPLITS}
-    misplaced, problems = [], []
+    misplaced = []
     for split in (split for split in SPLITS if (root / split).is_dir()):
         for identity in _visible(root / split):
             for camera in _visible(identity) if identity.is_dir() else [identity]:
                 for image in _visible(camera) if camera.is_dir() else [camera]:
                     if image.is_file() and image.parent.parent.parent == root / split:
-                        if image.suffix.lower() in image_extensions():
+                        if image.suffix.lower() in _image_extensions():
                             splits[split].append(
                                 Record(os.path.abspath(image), identity.name, camera.name))
-                    elif image.is_dir() or image.suffix.lower() in image_extensions():
+                    elif image.is_dir() or image.suffix.lower() in _image_extensions():
                         misplaced.append(str(image))
-    if misplaced:
-        problems.append(f'not at {layout} (or query/, gallery/ alike): {_listed(misplaced)}. '
-                        f'Move each image into the folder of its identity and camera')
-    return splits, problems
+    return splits, _problem(f'not at {layout} (or query/, gallery/ alike)', misplaced,
+                            'Move each image into the folder of its identity and camera')
 
 
 def _read_list(list_file: Path) -> Found:
+    try:
+        return _parse_list(list_file)
+    except UnicodeDecodeError as error:
+        raise OwnDataError(list_file, [f'{list_file} is not UTF-8 text ({error}): pass a CSV '
+                                       f'list file saved as UTF-8, or a folder']) from error
+
+
+def _parse_list(list_file: Path) -> Found:
     with open(list_file, newline='', encoding='utf-8-sig') as file:  # -sig: Excel's BOM
         rows = csv.reader(file)
         header = [name.strip() for name in next(rows, [])]
@@ -199,14 +210,11 @@ def _read_list(list_file: Path) -> Found:
             else:
                 path = os.path.normpath(os.path.join(list_file.parent.absolute(), fields[0]))
                 splits[fields[3]].append(Record(path, fields[1], fields[2], rows.line_num))
-    problems = []
-    if malformed:
-        problems.append(f'{list_file}: lines without a path, an identity, a camera and a '
-                        f'split: {_listed(malformed)}. Give each line the four fields')
-    if bad_splits:
-        problems.append(f'{list_file}: splits other than {", ".join(SPLITS)}: '
-                        f'{_listed(bad_splits)}. Write one of those three')
-    return splits, problems
+    return splits, (
+        _problem(f'{list_file}: lines without a path, an identity, a camera and a split',
+                 malformed, 'Give each line the four fields')
+        + _problem(f'{list_file}: splits other than {", ".join(SPLITS)}', bad_splits,
+                   'Write one of those three'))
 
 
 def hold_out(train: List[Record], test_ids: int, seed: int = 0
@@ -264,8 +272,7 @@ def _duplicates(splits: Dict[str, List[Record]]) -> List[str]:
             seen.setdefault(record.path, []).append(
                 f'line {record.line}' if record.line else split)
     repeated = [f'{path} ({", ".join(where)})' for path, where in seen.items() if len(where) > 1]
-    return [f'paths listed more than once: {_listed(repeated)}. List each image once, in '
-            f'one split'] if repeated else []
+    return _problem('paths listed more than once', repeated, 'List each image once, in one split')
 
 
 def _empty_splits(splits: Dict[str, List[Record]], source: Path) -> List[str]:
@@ -290,11 +297,11 @@ def _evaluation_problems(query: List[Record], gallery: List[Record]) -> List[str
         gallery_cameras.setdefault(identity, set()).add(camera)
     unmatched = sorted({(record.identity, record.camera) for record in query
                         if not gallery_cameras.get(record.identity, set()) - {record.camera}})
-    return [f'query identities without a gallery image from another camera (evaluation '
-            f'leaves out same-camera matches, so their queries would count for nothing): '
-            f'{_listed([f"{identity!r} (camera {camera!r})" for identity, camera in unmatched])}'
-            f'. Add gallery images of them from other cameras, or remove their queries'
-            ] if unmatched else []
+    return _problem('query identities without a gallery image from another camera '
+                    '(evaluation leaves out same-camera matches, so their queries would '
+                    'count for nothing)',
+                    [f'{identity!r} (camera {camera!r})' for identity, camera in unmatched],
+                    'Add gallery images of them from other cameras, or remove their queries')
 
 
 def _file_problems(records: List[Record], workers: Optional[int]) -> List[str]:
@@ -302,14 +309,10 @@ def _file_problems(records: List[Record], workers: Optional[int]) -> List[str]:
     missing = [image.path for image in verdicts if image.reason == 'no such file']
     unreadable = [f'{image.path}: {image.reason}' for image in verdicts
                   if image.reason != 'no such file']
-    problems = []
-    if missing:
-        problems.append(f'missing files: {_listed(missing)}. Restore them, or remove them '
-                        f'from the list or folder')
-    if unreadable:
-        problems.append(f'images that do not decode: {_listed(unreadable)}. Re-download or '
-                        f'restore them, or remove them from the list or folder')
-    return problems
+    return (_problem('missing files', missing,
+                     'Restore them, or remove them from the list or folder')
+            + _problem('images that do not decode', unreadable,
+                       'Re-download or restore them, or remove them from the list or folder'))
 
 
 def load_own_data(path: PathLike, test_ids: int = 0, seed: int = 0, images: bool = True,
