@@ -147,7 +147,8 @@ def _add_data_source(parser: argparse.ArgumentParser, dataset_help: str) -> None
     source.add_argument('--root', type=Path,
                         help="torchreid's data root (the folder holding the dataset)")
     source.add_argument('--data', type=Path, metavar='PATH', help=DATA_HELP)
-    parser.add_argument('--dataset', default=None, help=dataset_help)
+    # No default shown: evaluate's market1501 applies only with --root (_data_source).
+    parser.add_argument('--dataset', default=argparse.SUPPRESS, help=dataset_help)
     held_out = parser.add_argument_group(
         'held-out identities', 'for --data without query and gallery images')
     held_out.add_argument('--test-ids', type=int, default=0, metavar='N',
@@ -161,18 +162,19 @@ def _data_source(args: argparse.Namespace, default_dataset: Optional[str] = None
                  ) -> Optional[str]:
     """The torchreid dataset that ``--root`` holds; ``None`` with ``--data``. Refuses the
     options of one source given with the other."""
+    dataset = getattr(args, 'dataset', default_dataset)
     if args.data is not None:
-        if args.dataset is not None:
+        if hasattr(args, 'dataset'):
             raise ValueError('--dataset names a torchreid dataset under --root; --data '
                              'reads its own: leave --dataset out')
         return None
     if args.test_ids or args.seed:
         raise ValueError('--test-ids and --seed hold identities of --data out; a torchreid '
                          "dataset has its own query and gallery: leave them out")
-    if args.dataset is None and default_dataset is None:
+    if dataset is None:
         raise ValueError('--root needs --dataset, the torchreid dataset under it '
                          '(market1501, msmt17, veri, ...)')
-    return args.dataset or default_dataset
+    return dataset
 
 
 def _add_loading_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
