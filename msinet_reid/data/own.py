@@ -80,9 +80,9 @@ class OwnData:
 
     Example::
 
-        >>> own = load_own_data('shop_crops')
+        >>> own = load_own_data('shop-crops')
         >>> own.samples('train')[0]
-        ('/data/shop_crops/train/alice/door/0001.jpg', 0, 1, 0)
+        ('/data/shop-crops/train/alice/door/0001.jpg', 0, 0, 0)
     """
     source: Path  # the folder or the list file
     splits: Dict[str, List[Record]]  # every split of SPLITS, query and gallery maybe empty
@@ -117,7 +117,7 @@ class OwnData:
 
         Example::
 
-            >>> load_own_data('shop_crops').summary()['splits']['train']
+            >>> load_own_data('shop-crops').summary()['splits']['train']
             {'images': 1200, 'identities': 100, 'cameras': 4}
         """
         lines = sorted(f'{split}\t{Path(os.path.relpath(record.path, self.root)).as_posix()}'
@@ -230,7 +230,7 @@ def hold_out(train: List[Record], test_ids: int, seed: int = 0
 
     Example::
 
-        >>> train, query, gallery = hold_out(load_own_data('shop_crops').splits['train'], 10)
+        >>> train, query, gallery = hold_out(load_own_data('shop-crops').splits['train'], 10)
     """
     if test_ids < 0:
         raise ValueError(f'--test-ids {test_ids}: pass a number of identities, 0 or more')
@@ -333,7 +333,7 @@ def load_own_data(path: PathLike, test_ids: int = 0, seed: int = 0, images: bool
 
     Example::
 
-        >>> own = load_own_data('shop_crops', test_ids=10)
+        >>> own = load_own_data('shop-crops', test_ids=10)
         >>> own.summary()['splits']['query']['identities']
         10
     """
@@ -375,7 +375,7 @@ class OwnImageDataset(torchreid_data.ImageDataset):
 
     Example::
 
-        >>> dataset = OwnImageDataset(load_own_data('shop_crops'), mode='query')
+        >>> dataset = OwnImageDataset(load_own_data('shop-crops'), mode='query')
     """
 
     def __init__(self, own: OwnData, root: str = '', **kwargs) -> None:
@@ -410,7 +410,7 @@ def register_own_data(name: str, path: PathLike, test_ids: int = 0, seed: int = 
 
     Example::
 
-        >>> register_own_data('shop', 'shop_crops', test_ids=10)
+        >>> register_own_data('shop', 'shop-crops', test_ids=10)
         >>> datamanager = torchreid.data.ImageDataManager(root='', sources='shop')
     """
     registry = vars(torchreid_data.datasets)['__image_datasets']  # torchreid's name -> class
