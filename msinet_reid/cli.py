@@ -133,6 +133,50 @@ def _add_export(commands) -> None:
                            'suffix (model.int8.onnx, model.int8.xml)')
 
 
+DATA_HELP = ("data of one's own: a folder PATH/train/<identity>/<camera>/<image> (query/ and "
+             'gallery/ alike), or a CSV list file with the header path,identity,camera,split '
+             '(docs/data.md)')
+# The name --data is registered under with torchreid.
+OWN = 'own'
+
+
+def _add_data_source(parser: argparse.ArgumentParser, dataset_help: str) -> None:
+    """``--root`` and ``--dataset`` (a torchreid dataset), or ``--data`` (one's own, with
+    ``--test-ids`` and ``--seed``)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--root', type=Path,
+                        help="torchreid's data root (the folder holding the dataset)")
+    source.add_argument('--data', type=Path, metavar='PATH', help=DATA_HELP)
+    # No default shown: evaluate's market1501 applies only with --root (_data_source).
+    parser.add_argument('--dataset', default=argparse.SUPPRESS, help=dataset_help)
+    held_out = parser.add_argument_group(
+        'held-out identities', 'for --data without query and gallery images')
+    held_out.add_argument('--test-ids', type=int, default=0, metavar='N',
+                          help='hold N training identities out as query and gallery (the '
+                               'first image of each camera but the first is a query)')
+    held_out.add_argument('--seed', type=int, default=0,
+                          help='seed of the draw of the held-out identities')
+
+
+def _data_source(args: argparse.Namespace, default_dataset: Optional[str] = None
+                 ) -> Optional[str]:
+    """The torchreid dataset that ``--root`` holds; ``None`` with ``--data``. Refuses the
+    options of one source given with the other."""
+    dataset = getattr(args, 'dataset', default_dataset)
+    if args.data is not None:
+        if hasattr(args, 'dataset'):
+            raise ValueError('--dataset names a torchreid dataset under --root; --data '
+                             'reads its own: leave --dataset out')
+        return None
+    if args.test_ids or args.seed:
+        raise ValueError('--test-ids and --seed hold identities of --data out; a torchreid '
+                         "dataset has its own query and gallery: leave them out")
+    if dataset is None:
+        raise ValueError('--root needs --dataset, the torchreid dataset under it '
+                         '(market1501, msmt17, veri, ...)')
+    return dataset
+
+
 def _add_loading_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument('--batch-size', type=int, default=batch_size, help='images per batch')
     parser.add_argument('--workers', type=int, default=2, help='image loading processes')
@@ -203,9 +247,15 @@ def _write_lines(path: Path, lines: List[str]) -> None:
 
 
 def _extract(args: argparse.Namespace) -> None:
+    from .data.own import SPLITS, load_own_data
     from .deploy import extract_image_features, find_images
 
-    paths, unreadable = _readable(find_images(args.images), args)
+    if args.data is None:
+        paths = find_images(args.images)
+    else:  # damaged files are _readable's to report, or to skip
+        own = load_own_data(args.data, images=False)
+        paths = [Path(record.path) for split in SPLITS for record in own.splits[split]]
+    paths, unreadable = _readable(paths, args)
     model, device = _feature_model(args)
     features = extract_image_features(
         model, paths, (args.height, args.width),
@@ -236,10 +286,13 @@ def _add_extract(commands) -> None:
         commands, 'extract', _extract,
         help='extract features of a folder of images with a trained model',
         description='Compute the eval-mode features of every image under a folder '
-                    '(recursively, sorted by path) and save them as a .npy array, with the '
-                    'image paths in a .txt file of the same name.',
+                    "(recursively, sorted by path), or of one's own data (--data: train, "
+                    'query then gallery images, each sorted by path), and save them as a '
+                    '.npy array, with the image paths in a .txt file of the same name.',
     )
-    parser.add_argument('--images', required=True, type=Path, help='folder of images')
+    images = parser.add_mutually_exclusive_group(required=True)
+    images.add_argument('--images', type=Path, help='folder of images')
+    images.add_argument('--data', type=Path, metavar='PATH', help=DATA_HELP)
     parser.add_argument('--out', required=True, type=Path, help='.npy file to write')
     _add_loading_options(parser, batch_size=64)
     _add_skip_unreadable(parser)
@@ -249,8 +302,18 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .data.images import datamanager_images, drop_images
     from .evaluation import evaluate, query_gallery
 
+    dataset = _data_source(args, default_dataset='market1501')
+    if args.data is not None:
+        from .data.own import register_own_data
+
+        own = register_own_data(OWN, args.data, args.test_ids, args.seed, images=False)
+        if not own.evaluates:
+            raise ValueError(f'{args.data} has no query and gallery images: add query/ and '
+                             f'gallery/ (or query and gallery lines), or pass --test-ids N '
+                             f'and --seed as training held identities out')
+        dataset = OWN
     model, device = _feature_model(args)
-    datamanager = query_gallery(str(args.root), args.dataset, args.height, args.width,
+    datamanager = query_gallery(str(args.root or ''), dataset, args.height, args.width,
                                 args.batch_size, args.workers, use_gpu=device.type == 'cuda')
     _, unreadable = _readable(
         [Path(path) for path in datamanager_images(datamanager, train=False)], args)
@@ -259,7 +322,8 @@ def _evaluate(args: argparse.Namespace) -> None:
                        k2=args.k2, lambda_value=args.lambda_value, visrank=args.visrank,
                        visrank_topk=args.visrank_topk)
     for name, scores in results.items():
-        print(f'{name} ({args.weights.name}{", re-ranked" if args.rerank else ""}): '
+        print(f'{args.data or name} ({args.weights.name}'
+              f'{", re-ranked" if args.rerank else ""}): '
               f'Rank-1 {scores["rank1"]:.1%}, mAP {scores["mAP"]:.1%}, '
               f'mINP {scores["mINP"]:.1%}')
     if args.visrank:
@@ -272,8 +336,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _add_evaluate(commands) -> None:
     parser = _add_model_command(
         commands, 'evaluate', _evaluate,
-        help='Rank-1/mAP/mINP of a checkpoint or an exported model on a torchreid dataset',
-        description="Rank the query images of a torchreid dataset against its gallery with "
+        help='Rank-1/mAP/mINP of a checkpoint or an exported model on a torchreid dataset '
+             "or one's own data",
+        description="Rank the query images of a torchreid dataset (or of one's own data, "
+                    "--data) against its gallery with "
                     "a trained checkpoint or an exported model (--weights ending in .onnx, "
                     ".xml or .pt, run on the CPU by onnxruntime, OpenVINO or torch.jit), "
                     "with the protocol of training's evaluation "
@@ -281,10 +347,8 @@ def _add_evaluate(commands) -> None:
                     'with --rerank, after k-reciprocal re-ranking '
                     "(torchreid's re_ranking, computed sparsely: fits MSMT17 on one machine).",
     )
-    parser.add_argument('--root', required=True, type=Path,
-                        help="torchreid's data root (the folder holding the dataset)")
-    parser.add_argument('--dataset', default='market1501',
-                        help='torchreid dataset name (market1501, msmt17, veri, ...)')
+    _add_data_source(parser, 'torchreid dataset name under --root (market1501, msmt17, veri, '
+                             '...; default: market1501)')
     _add_loading_options(parser, batch_size=128)
     _add_skip_unreadable(parser)
     rerank = parser.add_argument_group('re-ranking')
@@ -340,17 +404,48 @@ def _add_show_genotype(commands) -> None:
     parser.set_defaults(run=_show_genotype)
 
 
+def _print_splits(title: str, splits: dict) -> None:
+    """``splits``: ``{split: {'images': ..., 'identities': ..., 'cameras': ...}}``."""
+    print(title)
+    print(f'  {"split":<8}{"images":>9}{"identities":>12}{"cameras":>9}')
+    for split, counts in splits.items():
+        print(f'  {split:<8}{counts["images"]:>9,}{counts["identities"]:>12,}'
+              f'{counts["cameras"]:>9,}')
+
+
+def _check_own_data(args: argparse.Namespace) -> int:
+    from .data.own import OwnDataError, load_own_data
+
+    try:
+        own = load_own_data(args.data, args.test_ids, args.seed, workers=args.workers)
+    except OwnDataError as error:
+        print(error)
+        return 1
+    summary = own.summary()
+    _print_splits(f'{summary["layout"]} {summary["source"]}'
+                  + (f' ({own.test_ids} identities held out, seed {own.seed})'
+                     if own.test_ids else ''), summary['splits'])
+    if not own.evaluates:
+        print('No query and gallery images: training will not evaluate (--test-ids N holds '
+              'identities out to evaluate on).')
+    print(f'sha256 of the images and their labels: {summary["sha256"]}')
+    images = sum(counts['images'] for counts in summary['splits'].values())
+    print(f'All {images:,} images decode; no problems found.')
+    return 0
+
+
 def _check_data(args: argparse.Namespace) -> int:
     from .data.images import check_images
     from .data.layout import load_image_dataset
 
-    dataset = load_image_dataset(args.dataset, args.root)
+    dataset_name = _data_source(args)
+    if dataset_name is None:
+        return _check_own_data(args)
+    dataset = load_image_dataset(dataset_name, args.root)
     splits = {'train': dataset.train, 'query': dataset.query, 'gallery': dataset.gallery}
-    print(f'{args.dataset} under {args.root}')
-    print(f'  {"split":<8}{"images":>9}{"identities":>12}{"cameras":>9}')
-    for split, items in splits.items():
-        print(f'  {split:<8}{len(items):>9,}{len({item[1] for item in items}):>12,}'
-              f'{len({item[2] for item in items}):>9,}')
+    _print_splits(f'{dataset_name} under {args.root}', {
+        split: {'images': len(items), 'identities': len({item[1] for item in items}),
+                'cameras': len({item[2] for item in items})} for split, items in splits.items()})
     paths = [item[0] for items in splits.values() for item in items]
     unreadable = check_images(paths, workers=args.workers, progress=True)
     for image in unreadable:
@@ -365,15 +460,18 @@ def _check_data(args: argparse.Namespace) -> int:
 
 def _add_check_data(commands) -> None:
     parser = commands.add_parser(
-        'check-data', help="check that every image of a torchreid dataset decodes",
+        'check-data', help="check that every image of a torchreid dataset (or of one's own "
+                           'data) decodes',
         description="Read a torchreid dataset's splits, print their sizes, decode every "
                     'image and list those that fail; exits with 1 if any does. Training '
-                    "and evaluation check the same way before they start.",
+                    "and evaluation check the same way before they start. With --data, "
+                    "one's own data: every check of msinet_reid.data.load_own_data (missing "
+                    'or damaged files, queries without a gallery match from another camera, '
+                    'a single camera, duplicate paths, empty splits, bad list lines), then '
+                    'the sizes and a sha256 digest of the images and their labels.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--root', required=True, type=Path,
-                        help="torchreid's data root (the folder holding the dataset)")
-    parser.add_argument('--dataset', required=True,
-                        help='torchreid dataset name (market1501, msmt17, veri, ...)')
+    _add_data_source(parser, 'torchreid dataset name under --root (market1501, msmt17, veri, '
+                             '...); needed with --root')
     parser.add_argument('--workers', type=int, default=None,
                         help='decoding threads (default: the cores this process may use)')
     parser.set_defaults(run=_check_data)
