@@ -42,17 +42,37 @@ def _add_model_command(commands, name: str, run, help: str, description: str,
     """A subcommand working on a trained checkpoint of a registered MSINet model."""
     parser = commands.add_parser(name, help=help, description=description,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--model', default='msinet', choices=list_models(),
-                        help='registered MSINet model the checkpoint belongs to')
+    parser.add_argument('--model', choices=list_models(),
+                        help='registered MSINet model the checkpoint belongs to (default: the '
+                             "model card's beside the checkpoint, else msinet)")
     parser.add_argument('--weights', required=True, type=Path,
                         help="trained checkpoint (torchreid engine's or a state_dict: .pth, "
                              '.pth.tar)' + (', or an exported model run on its runtime on '
                                             'the CPU: .onnx (onnxruntime), .xml (OpenVINO), '
                                             '.pt (TorchScript)' if exported else ''))
-    parser.add_argument('--height', type=int, default=256, help='input image height')
-    parser.add_argument('--width', type=int, default=128, help='input image width')
-    parser.set_defaults(run=run)
+    parser.add_argument('--height', type=int, help="input image height (default: the model "
+                                                   "card's, else 256)")
+    parser.add_argument('--width', type=int, help="input image width (default: the model "
+                                                  "card's, else 128)")
+    parser.set_defaults(run=lambda args: run(_with_card(args)))
     return parser
+
+
+def _with_card(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with ``--model``, ``--height`` and ``--width`` that were not given taken
+    from the model card beside a checkpoint (which warns when the weights are not the
+    card's), else the defaults, msinet at 256x128; an exported file's size is its own
+    (:func:`_feature_model`)."""
+    from .deploy.runtimes import format_of
+    from .model_card import card_settings
+
+    if format_of(args.weights) is not None:
+        return args
+    card = (card_settings(args.weights) if args.weights.is_file() else None) or {}
+    for key, default in (('model', 'msinet'), ('height', 256), ('width', 128)):
+        if getattr(args, key) is None:
+            setattr(args, key, card.get(key, default))
+    return args
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -136,8 +156,6 @@ def _add_export(commands) -> None:
 DATA_HELP = ("data of one's own: a folder PATH/train/<identity>/<camera>/<image> (query/ and "
              'gallery/ alike), or a CSV list file with the header path,identity,camera,split '
              '(docs/data.md)')
-# The name --data is registered under with torchreid.
-OWN = 'own'
 
 
 def _add_data_source(parser: argparse.ArgumentParser, dataset_help: str) -> None:
@@ -213,6 +231,8 @@ def _feature_model(args: argparse.Namespace):
         raise ValueError(f'--compile compiles PyTorch checkpoints; {args.weights.name} runs '
                          f'on its own runtime as it is: leave --compile out')
     model, (height, width) = load_exported(args.weights, args.precision)
+    if args.height is None and args.width is None:
+        args.height, args.width = height, width
     if (height, width) != (args.height, args.width):
         raise ValueError(f'{args.weights} takes {height}x{width} images, not '
                          f'{args.height}x{args.width}: pass --height {height} --width {width}')
@@ -304,14 +324,14 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     dataset = _data_source(args, default_dataset='market1501')
     if args.data is not None:
-        from .data.own import register_own_data
+        from .data.own import OWN_NAME, register_own_data
 
-        own = register_own_data(OWN, args.data, args.test_ids, args.seed, images=False)
+        own = register_own_data(OWN_NAME, args.data, args.test_ids, args.seed, images=False)
         if not own.evaluates:
             raise ValueError(f'{args.data} has no query and gallery images: add query/ and '
                              f'gallery/ (or query and gallery lines), or pass --test-ids N '
                              f'and --seed as training held identities out')
-        dataset = OWN
+        dataset = OWN_NAME
     model, device = _feature_model(args)
     datamanager = query_gallery(str(args.root or ''), dataset, args.height, args.width,
                                 args.batch_size, args.workers, use_gpu=device.type == 'cuda')

@@ -17,7 +17,7 @@ from . import distributed
 from ._torchreid import models, utils
 from .config import TrainConfig
 from .data import image_data_manager
-from .data.own import register_own_data
+from .data.own import OWN_NAME, describe_splits, register_own_data
 from .engine import ImageMSINetEngine
 from .model_card import environment, sha256, write_model_card
 from .recipes import build_optimizer
@@ -46,7 +46,7 @@ def train(config: TrainConfig) -> ImageMSINetEngine:
     utils.set_random_seed(run.seed)
     save_dir = save_dir_of(config)
     with distributed.main_process_first():  # rank 0 downloads, the others then read
-        source, targets, root = _datasets(config)
+        source, targets, root, data = _datasets(config)
         datamanager = image_data_manager(
             root=root, sources=source, targets=targets, workers=config.data.workers,
             use_gpu=use_gpu, **recipe.datamanager_kwargs())
@@ -64,22 +64,31 @@ def train(config: TrainConfig) -> ImageMSINetEngine:
                checkpoint_every=run.checkpoint_every, checkpoint_minutes=run.checkpoint_minutes,
                **recipe.run_kwargs())
     if engine.dist.is_main and not run.evaluate_only:
-        card = write_model_card(save_dir, _card(config, engine, datamanager, device,
+        if 'splits' not in data:  # a torchreid dataset
+            data.update(describe_splits(_torchreid_splits(datamanager, targets[0]), root))
+        card = write_model_card(save_dir, _card(config, engine, data, device,
                                                 time.time() - started))
         print(f'Model card written to {card}')
     return engine
 
 
-def _datasets(config: TrainConfig) -> Tuple[str, List[str], str]:
-    """The torchreid source, targets and root to read: own data registered first."""
+def _datasets(config: TrainConfig) -> Tuple[str, List[str], str, dict]:
+    """The torchreid source, targets and root to read (own data registered first), and
+    what the model card says of the data."""
     data = config.data
     if data.path is not None:
-        name = register_own_data(data.path, test_ids=data.test_ids)
-        return name, [name], str(Path(data.path).parent)
-    return data.source, [data.target or data.source], data.root
+        own = register_own_data(OWN_NAME, data.path, data.test_ids, config.run.seed)
+        return OWN_NAME, [OWN_NAME], str(own.root), {'name': str(own.source), **own.summary()}
+    return data.source, [data.target or data.source], data.root, {'name': data.source}
 
 
-def _card(config: TrainConfig, engine: ImageMSINetEngine, datamanager, device: torch.device,
+def _torchreid_splits(datamanager, target: str) -> Dict[str, list]:
+    test = datamanager.test_dataset[target]
+    return {'train': datamanager.train_loader.dataset.train, 'query': test['query'],
+            'gallery': test['gallery']}
+
+
+def _card(config: TrainConfig, engine: ImageMSINetEngine, data: dict, device: torch.device,
           wall_time_s: float) -> Dict:
     weights = save_dir_of(config) / 'model' / f'model.pth.tar-{config.recipe.max_epoch}'
     model = engine.model
@@ -88,7 +97,7 @@ def _card(config: TrainConfig, engine: ImageMSINetEngine, datamanager, device: t
                   'input_size': [config.recipe.height, config.recipe.width],
                   'feature_dim': model.feature_dim},
         'config': config.to_dict(),
-        'data': data_summary(config, datamanager),
+        'data': data,
         'metrics': {(f'{name} (re-ranked)' if config.run.rerank else name): scores
                     for name, scores in engine.results.items()},
         'environment': environment(device),

@@ -30,7 +30,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from PIL import Image
 
@@ -42,6 +42,7 @@ __all__ = ['HEADER', 'OwnData', 'OwnDataError', 'OwnImageDataset', 'Record', 'SP
            'hold_out', 'load_own_data', 'register_own_data']
 
 SPLITS = ('train', 'query', 'gallery')
+OWN_NAME = 'own'  # the torchreid name that the commands register --data under
 HEADER = ('path', 'identity', 'camera', 'split')
 Sample = Tuple[str, int, int, int]  # torchreid's (path, pid, camid, dsetid)
 
@@ -120,21 +121,30 @@ class OwnData:
             >>> load_own_data('shop-crops').summary()['splits']['train']
             {'images': 1200, 'identities': 100, 'cameras': 4}
         """
-        lines = sorted(f'{split}\t{Path(os.path.relpath(record.path, self.root)).as_posix()}'
-                       f'\t{record.identity}\t{record.camera}\n'
-                       for split, records in self.splits.items() for record in records)
-        return {
-            'source': str(self.source),
-            'layout': 'folder' if self.source.is_dir() else 'list',
-            'test_ids': self.test_ids,
-            'seed': self.seed,
-            'evaluates': self.evaluates,
-            'splits': {split: {'images': len(records),
-                               'identities': len({record.identity for record in records}),
-                               'cameras': len({record.camera for record in records})}
-                       for split, records in self.splits.items()},
-            'sha256': hashlib.sha256(''.join(lines).encode()).hexdigest(),
-        }
+        return {'source': str(self.source),
+                'layout': 'folder' if self.source.is_dir() else 'list',
+                'test_ids': self.test_ids, 'seed': self.seed, 'evaluates': self.evaluates,
+                **describe_splits(self.splits, self.root)}
+
+
+def describe_splits(splits: Dict[str, Sequence[tuple]], root: PathLike) -> dict:
+    """Images, identities and cameras of each split of ``(path, identity, camera, ...)``
+    rows (records or torchreid samples), and ``sha256``, a digest of every row's split,
+    path relative to ``root``, identity and camera.
+
+    Example::
+
+        >>> describe_splits({'train': [('/data/a/1.jpg', 'alice', 'door')]}, '/data')
+        {'splits': {'train': {'images': 1, 'identities': 1, 'cameras': 1}}, 'sha256': '...'}
+    """
+    lines = sorted(f'{split}\t{Path(os.path.relpath(path, root)).as_posix()}\t{identity}\t'
+                   f'{camera}\n' for split, rows in splits.items()
+                   for path, identity, camera, *_ in rows)
+    return {'splits': {split: {'images': len(rows),
+                               'identities': len({row[1] for row in rows}),
+                               'cameras': len({row[2] for row in rows})}
+                       for split, rows in splits.items()},
+            'sha256': hashlib.sha256(''.join(lines).encode()).hexdigest()}
 
 
 def _numbers(names: Iterable[str]) -> Dict[str, int]:

@@ -7,7 +7,7 @@ alignment module) are removed, and the convolutions run on channels-last tensors
 ``load_trained`` builds a model from a checkpoint for deployment.
 """
 import copy
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .._torchreid import models
 from ..models import list_models
+from ..model_card import card_settings
 from ..models.msinet import TRAINING_HEADS as TRAINING_ONLY, MSINet
 from ..weights import PathLike, PretrainedWeightsError, load_state_dict_file
 
@@ -114,17 +115,26 @@ def feature_model(model: nn.Module, channels_last: bool = True) -> nn.Module:
     return copy.deepcopy(model).eval()
 
 
-def load_trained(model_name: str, weights: PathLike) -> MSINet:
+def load_trained(model_name: Optional[str], weights: PathLike) -> MSINet:
     """Build the registered model ``model_name`` with the weights of a trained checkpoint.
 
     Reads checkpoints of torchreid's engines and bare state_dicts. Every tensor the
     eval-mode features need must be in the checkpoint; classifiers may differ (their
-    size follows the checkpoint's number of training identities) or be absent.
+    size follows the checkpoint's number of training identities) or be absent. With
+    ``model_name=None`` the model is the one the model card beside the checkpoint names
+    (:mod:`msinet_reid.model_card`, written by ``msinet-reid train``).
 
     Example::
 
         >>> model = load_trained('msinet', 'log/msinet/model/model.pth.tar-60')
+        >>> model = load_trained(None, 'log/my_crops/model/model.pth.tar-60')  # its card's
     """
+    if model_name is None:
+        card = card_settings(weights)
+        if card is None:
+            raise ValueError(f'no model card beside {weights}: name its model '
+                             f'(one of {", ".join(list_models())})')
+        model_name = card['model']
     state = load_state_dict_file(weights)
     classifier = state.get('classifier.weight')
     num_classes = classifier.shape[0] if classifier is not None else 1

@@ -360,6 +360,9 @@ class DistributedEngine(torchreid_engine.Engine):
         self.set_model_mode('eval')
         rank1 = 0.0
         for name, loaders in self.test_loader.items():
+            if not len(loaders['query'].dataset):  # data of one's own, to train on alone
+                self.log(f'=> {name} has no query images: not evaluated')
+                continue
             domain = 'source' if name in self.datamanager.sources else 'target'
             self.log(f'##### Evaluating {name} ({domain}) #####')
             query = gather_features(self.model, loaders['query'], self.device)
