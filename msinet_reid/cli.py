@@ -548,16 +548,18 @@ def _train_settings(args: argparse.Namespace) -> dict:
     return {key: value for key, value in flags if value is not None}
 
 
-def _train(args: argparse.Namespace) -> None:
+def run_train(args: argparse.Namespace):
+    """``msinet-reid train`` with parsed ``args``: print the config, or train and return
+    the engine (``examples/train_msinet.py`` keeps it)."""
     from .config import load_config
 
     config = load_config(args.config_file, args.opts, _train_settings(args))
     if args.print_config:
         print(config.to_yaml(), end='')
-        return
+        return None
     from .training import train
 
-    train(config)
+    return train(config)
 
 
 def _add_train(commands) -> None:
@@ -579,7 +581,7 @@ def _add_train(commands) -> None:
         parser.add_argument(*names, action='store_const', const=True, help=help)
     parser.add_argument('opts', nargs=argparse.REMAINDER, metavar='KEY VALUE',
                         help='config keys and values, e.g. recipe.max_epoch 60')
-    parser.set_defaults(run=_train)
+    parser.set_defaults(run=run_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -596,7 +598,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args) or 0
+        status = args.run(args)
+        return status if isinstance(status, int) else 0  # train returns its engine
     except (PretrainedWeightsError, QuantizationError, ExportCheckError, FileNotFoundError,
             ImportError, ValueError) as error:
         parser.exit(2, f'msinet-reid {args.command}: error: {error}\n')

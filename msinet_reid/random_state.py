@@ -49,7 +49,10 @@ def seeded(seed: int) -> Iterator[None]:
     python, numpy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
+    # The CPU generator alone: torch.manual_seed also queues a seeding of every lazily
+    # initialised device (CUDA, XPU) with its formatted stack, once per call, and that
+    # queue's lock can be held by another thread of the process a loader worker forked.
+    torch.default_generator.manual_seed(seed)
     try:
         yield
     finally:

@@ -13,7 +13,7 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from . import distributed
+from . import __version__, distributed
 from ._torchreid import models, utils
 from .config import TrainConfig
 from .data import image_data_manager
@@ -45,6 +45,8 @@ def train(config: TrainConfig) -> ImageMSINetEngine:
     use_gpu = device.type == 'cuda'
     utils.set_random_seed(run.seed)
     save_dir = save_dir_of(config)
+    if distributed.is_main_process():
+        print(f'msinet-reid {__version__}: {run_name(config)} into {save_dir}\n{recipe}')
     with distributed.main_process_first():  # rank 0 downloads, the others then read
         source, targets, root, data = _datasets(config)
         datamanager = image_data_manager(

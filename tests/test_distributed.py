@@ -11,6 +11,7 @@ import torch
 
 from msinet_reid import distributed
 from msinet_reid.data.loading import SeededItems, resumable_loader
+from msinet_reid.random_state import seeded
 from msinet_reid.data.samplers import IdentitySampler, SeededBatches, ShuffleSampler
 
 from helpers import run_distributed
@@ -114,6 +115,17 @@ def test_resumable_loader_batches_depend_on_neither_workers_nor_the_callers_gene
     assert torch.equal(torch.get_rng_state(), state)  # the process's draws are untouched
     with pytest.raises(TypeError):
         SeededItems(RandomItems())[3]  # needs (index, seed)
+
+
+@pytest.mark.skipif(torch.cuda.is_initialized(), reason='CUDA seeds at once once initialised')
+def test_seeding_an_item_queues_nothing_for_lazily_initialised_devices():
+    # torch.manual_seed would queue a CUDA and an XPU seeding, with its formatted stack,
+    # for every image: memory that grows with training, and a lock a forked worker can
+    # find held.
+    queued = len(torch.cuda._queued_calls)
+    with seeded(7):
+        torch.rand(1)
+    assert len(torch.cuda._queued_calls) == queued
 
 
 @pytest.mark.parametrize('kwargs, message', [

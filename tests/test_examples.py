@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 
+from msinet_reid.recipes import EXPERIMENTS
+
 from helpers import load_script
 
 train_msinet = load_script('examples/train_msinet.py')
@@ -43,27 +45,12 @@ def test_one_tiny_epoch_then_resume(root, tmp_path, capsys):
     assert trainer.scheduler.last_epoch == 2
 
 
-def test_experiments_resolve_to_the_papers_settings():
-    def resolved(*flags):
-        return train_msinet.resolve(train_msinet.parse_args(['--root', 'x', *flags]))
-
-    name, experiment, overrides = resolved('--experiment', 'veri_to_vehicleid_sam')
-    assert (experiment.recipe, experiment.model, experiment.target) == (
-        'cross_domain', 'msinet_sam', 'vehicleid')
-    assert overrides == {'height': 256, 'width': 256}
-    _, experiment, overrides = resolved('--experiment', 'msmt17_pretrained', '--epochs', '5',
-                                        '--lr', '0.01')
-    assert (experiment.recipe, experiment.source, experiment.target) == (
-        'pretrained', 'msmt17', None)
-    assert overrides == {'max_epoch': 5, 'lr': 0.01}
-
-
 def test_documented_experiments_exist():
     root = Path(__file__).resolve().parents[1]
     pages = [root / 'README.md', *sorted((root / 'docs').glob('*.md'))]
     named = {name for page in pages
              for name in re.findall(r'--experiment (\w+)', page.read_text())}
-    assert named and named <= set(train_msinet.EXPERIMENTS)
+    assert named and named <= set(EXPERIMENTS)
 
 
 @pytest.mark.slow
