@@ -49,9 +49,9 @@ def seeded(seed: int) -> Iterator[None]:
     python, numpy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
-    # The CPU generator alone: torch.manual_seed also queues a seeding of every lazily
-    # initialised device (CUDA, XPU) with its formatted stack, once per call, and that
-    # queue's lock can be held by another thread of the process a loader worker forked.
+    # The CPU generator alone: torch.manual_seed also queues a seeding of each lazily
+    # initialised device (CUDA, XPU), formatting the stack under a lock that a forked
+    # loader worker can inherit held.
     torch.default_generator.manual_seed(seed)
     try:
         yield
