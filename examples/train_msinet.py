@@ -25,17 +25,22 @@ Without ``--experiment``, ``--recipe``, ``--source``, ``--target`` and ``--model
 to train; ``--data PATH`` trains on data of one's own. Vehicles (``veri``, ``vehicleid``)
 train at 256x256, persons at 256x128. A model card is written beside the weights.
 """
+import argparse
 import sys
 from typing import List, Optional
 
 from msinet_reid.cli import build_parser, run_train
 
 
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """``msinet-reid train``'s arguments of ``argv`` (default: the command line's)."""
+    return build_parser().parse_args(['train', *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: Optional[List[str]] = None):
     """``msinet-reid train`` with ``argv``; returns the engine (``None`` for
     ``--print-config``)."""
-    argv = sys.argv[1:] if argv is None else argv
-    return run_train(build_parser().parse_args(['train', *argv]))
+    return run_train(parse_args(argv))
 
 
 if __name__ == '__main__':
