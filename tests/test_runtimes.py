@@ -209,10 +209,14 @@ def test_evaluate_openvino_and_checkpoint_alike(msinet_weights, exported, market
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', ['openvino', 'torchscript'])
-def test_another_image_size_is_named(name, exported, market64, tmp_path, capsys):
+def test_own_size_by_default_and_another_image_size_is_named(
+        name, exported, market64, tmp_path, capsys):
+    extract = ['extract', '--weights', str(exported[name]), '--images',
+               str(market64[1] / 'query'), '--out', str(tmp_path / 'f.npy'), '--workers', '0']
+    assert main(extract) == 0  # without --height/--width: the file's own size
+    capsys.readouterr()
     with pytest.raises(SystemExit):
-        main(['extract', '--weights', str(exported[name]), '--images', str(market64[1] / 'query'),
-              '--out', str(tmp_path / 'f.npy'), '--workers', '0'])
+        main([*extract, '--height', '256', '--width', '128'])
     assert (f'takes {HEIGHT}x{WIDTH} images, not 256x128: pass --height {HEIGHT} '
             f'--width {WIDTH}') in capsys.readouterr().err
 
