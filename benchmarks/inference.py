@@ -22,7 +22,7 @@ Usage::
 
     python benchmarks/inference.py --threads 1 --out benchmarks/results/cpu.json
     python benchmarks/inference.py --devices cuda --out benchmarks/results/cuda.json
-    python benchmarks/inference.py --quick  # tiny sizes, two repeats: checks it runs
+    python benchmarks/inference.py --quick  # tiny sizes, two repeats, few crops: checks it runs
 """
 import argparse
 import importlib
@@ -98,7 +98,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="compile with inductor's max-autotune (slower to compile)")
     parser.add_argument('--out', type=Path, default=None, help='JSON file for the results')
     parser.add_argument('--quick', action='store_true',
-                        help='tiny sizes and two repeats, to check that the script runs')
+                        help='tiny sizes, two repeats and few calibration crops, to check '
+                             'that the script runs')
     args = parser.parse_args(argv)
     if args.quick:
         args.batch_sizes, args.cuda_batch_sizes = [2], [2]
@@ -133,8 +134,9 @@ def runtime_runners(built: Dict[str, torch.nn.Module], args: argparse.Namespace,
     from msinet_reid.deploy.openvino_export import cpu_has_bf16
     from msinet_reid.deploy.runtimes import INT8_FORMATS, SUFFIXES, int8_path
 
-    crops = make_market1501(folder, num_train_ids=16, num_test_ids=1, height=args.height,
-                            width=args.width, progress=False) / 'bounding_box_train'
+    crops = make_market1501(folder, num_train_ids=2 if args.quick else 16, num_test_ids=1,
+                            height=args.height, width=args.width,
+                            progress=False) / 'bounding_box_train'
     bf16 = cpu_has_bf16()
     runners: Dict[str, Runner] = {}
     for name in args.runtime_models:

@@ -300,12 +300,16 @@ def test_evaluate_names_a_broken_onnx_file_and_another_models_checkpoint(market,
 
 @pytest.mark.slow
 def test_the_command_hides_torchreids_cython_warning():
-    for command in ('msinet_reid_cli', 'msinet_reid'):  # msinet-reid, python -m msinet_reid
-        result = subprocess.run([sys.executable, '-m', command, 'check-data', '--help'],
-                                capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0 and '--dataset' in result.stdout
-        assert 'Cython' not in result.stderr, command
-    # The library leaves the warning to its users: importing it shows torchreid's.
-    imported = subprocess.run([sys.executable, '-c', 'import msinet_reid'],
-                              capture_output=True, text=True, timeout=120)
-    assert 'Cython evaluation' in imported.stderr
+    # msinet-reid, python -m msinet_reid; and the library, which leaves the warning to its
+    # users: importing it shows torchreid's. Three processes at once (each mostly imports).
+    commands = {name: [sys.executable, '-m', name, 'check-data', '--help']
+                for name in ('msinet_reid_cli', 'msinet_reid')}
+    commands['import'] = [sys.executable, '-c', 'import msinet_reid']
+    processes = {name: subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True) for name, command in commands.items()}
+    results = {name: process.communicate(timeout=120) for name, process in processes.items()}
+    for name in ('msinet_reid_cli', 'msinet_reid'):
+        stdout, stderr = results[name]
+        assert processes[name].returncode == 0 and '--dataset' in stdout
+        assert 'Cython' not in stderr, name
+    assert 'Cython evaluation' in results['import'][1]

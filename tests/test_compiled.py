@@ -65,19 +65,20 @@ def test_features_equal_the_eager_model(compiled, eager, batch):
 
 @pytest.mark.slow
 def test_any_batch_size_runs_without_recompiling(compiled, eager):
-    """Everything was compiled at construction: 100 calls of any size compile nothing,
-    whatever grad mode, inference mode or autocast the caller is in."""
+    """Everything was compiled at construction: 40 calls of any size, up to four times
+    the largest bucket, compile nothing, whatever grad mode, inference mode or autocast the
+    caller is in."""
     rng = random.Random(0)
     contexts = [torch.enable_grad, torch.no_grad, torch.inference_mode,
                 lambda: torch.autocast('cpu', dtype=torch.bfloat16)]
     with torch._dynamo.config.patch(error_on_recompile=True):
-        for call in range(100):
-            images = torch.randn(rng.randint(1, 128), 3, HEIGHT, WIDTH,
+        for call in range(40):
+            images = torch.randn(rng.randint(1, 4 * MAX_BATCH), 3, HEIGHT, WIDTH,
                                  requires_grad=call % 5 == 0)
             with contexts[call % len(contexts)]():
                 out = compiled(images)
             assert out.shape == (len(images), 768)
-            if call % 25 == 0:
+            if call % 10 == 0:
                 assert (out - features(eager, images.detach())).abs().max() < 1e-4
 
 

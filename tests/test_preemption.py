@@ -179,7 +179,7 @@ def root(tiny_market):
 def train_command(root: Path, save_dir: Path, workers: int = 0, torchrun: bool = False):
     launcher = [sys.executable]
     if torchrun:
-        launcher += ['-m', 'torch.distributed.run', '--nproc_per_node=2',
+        launcher += ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                      '--signals-to-handle=SIGTERM,SIGINT,SIGUSR1']
     return [*launcher, 'examples/train_msinet.py', '--root', str(root), '--save-dir',
             str(save_dir), '--device', 'cpu', '--workers', str(workers), '--height', '64',
