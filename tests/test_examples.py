@@ -55,8 +55,8 @@ def test_documented_experiments_exist():
 
 @pytest.mark.slow
 def test_torchrun_two_processes_then_resume_in_one(root, tmp_path):
-    """The training example under torchrun (gloo on the CPU); its checkpoint resumes in a
-    single process."""
+    """``torchrun -m msinet_reid train`` (gloo on the CPU), as the docs show it; its
+    checkpoint resumes in a single process, in the training example."""
     import subprocess
     import sys
 
@@ -64,10 +64,10 @@ def test_torchrun_two_processes_then_resume_in_one(root, tmp_path):
     flags = ['--root', str(root), '--save-dir', str(save_dir), '--device', 'cpu',
              '--workers', '0', '--height', '64', '--width', '32', '--batch-size', '8',
              '--num-instances', '2', '--model', 'msinet_sam']
-    script = str(Path(__file__).resolve().parents[1] / 'examples' / 'train_msinet.py')
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         '--standalone', script, *flags, '--epochs', '1'],
+         '--standalone', '-m', 'msinet_reid', 'train', *flags, '--epochs', '1',
+         '--print-freq', '1'],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count('Checkpoint saved') == 1  # rank 0 alone writes and prints
@@ -75,6 +75,7 @@ def test_torchrun_two_processes_then_resume_in_one(root, tmp_path):
     # torchreid's start and end lines: rank 0 alone speaks.
     assert result.stdout.count('=> Start training') == 1
     assert result.stdout.count('Elapsed ') == 1
+    assert result.stdout.count('Model card written') == 1
     checkpoint = save_dir / 'model' / 'model.pth.tar-1'
 
     trainer = train_msinet.main([*flags, '--epochs', '2', '--resume', str(checkpoint)])
