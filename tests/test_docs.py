@@ -4,6 +4,7 @@ imports or reaches through a module exists; every ``msinet-reid`` command and ex
 script shown parses with the options shown."""
 import ast
 import importlib
+import json
 import os
 import re
 import shlex
@@ -121,19 +122,34 @@ def test_every_name_a_python_block_uses_exists(block):
 
 
 # ------------------------------------------------------------------------------------
-# Running: each page's runnable blocks in order, in one namespace, in a fresh process,
+# Running: each page's runnable blocks in order, in one namespace, in a process of its own,
 # in a folder holding tiny synthetic datasets under reid-data/ and local ImageNet-style
-# weights (MSINET_PRETRAINED), so nothing downloads.
+# weights (MSINET_PRETRAINED), so nothing downloads. One driver imports torch, torchreid and
+# msinet_reid once and forks a process per page (as a DataLoader forks its workers after
+# those imports): a fresh interpreter per page spent most of its time importing them.
 
-PRELUDE = '''
-import sys, traceback
-namespace = {'__name__': '__main__'}
-for line, code in BLOCKS:
-    try:
-        exec(compile(code, f'{PAGE}:{line}', 'exec'), namespace)
-    except Exception:
-        traceback.print_exc()
-        sys.exit(f'the block at {PAGE}:{line} failed')
+DRIVER = '''
+import json, os, sys, traceback
+import torch, torchreid, msinet_reid  # noqa: F401  (once, before forking)
+for page, runnable, log in json.load(sys.stdin):
+    pid = os.fork()
+    if pid == 0:
+        output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        namespace, status = {'__name__': '__main__'}, 0
+        for line, code in runnable:
+            try:
+                exec(compile(code, f'{page}:{line}', 'exec'), namespace)
+            except BaseException:
+                traceback.print_exc()
+                print(f'the block at {page}:{line} failed', file=sys.stderr)
+                status = 1
+                break
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    print(json.dumps([page, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])]), flush=True)
 '''
 
 
@@ -178,17 +194,30 @@ RUNNABLE_PAGES = [page for page in PAGES
                   if any(b.language == 'python' and not b.needs for b in blocks(page))]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('page', RUNNABLE_PAGES, ids=[page_id(p) for p in RUNNABLE_PAGES])
-def test_every_runnable_python_block_runs(page, workspace, imagenet_checkpoint_file):
-    runnable = [(b.line, b.code) for b in blocks(page) if b.language == 'python' and not b.needs]
-    script = f'BLOCKS = {runnable!r}\nPAGE = {page_id(page)!r}\n{PRELUDE}'
+@pytest.fixture(scope='module')
+def page_runs(workspace, imagenet_checkpoint_file, tmp_path_factory) -> dict:
+    """Page id -> (exit status, output) of running its blocks, for every runnable page."""
+    logs = tmp_path_factory.mktemp('page-logs')
+    pages = [(page_id(page), [(b.line, b.code) for b in blocks(page)
+                              if b.language == 'python' and not b.needs],
+              str(logs / f'{number}.log')) for number, page in enumerate(RUNNABLE_PAGES)]
     env = {**os.environ, 'MSINET_PRETRAINED': str(imagenet_checkpoint_file),
            'TORCH_HOME': str(workspace / 'torch'), 'XDG_CACHE_HOME': str(workspace / 'cache'),
            'PYTHONPATH': str(ROOT)}
-    result = subprocess.run([sys.executable, '-c', script], cwd=workspace, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    driver = subprocess.run([sys.executable, '-c', DRIVER], input=json.dumps(pages),
+                            cwd=workspace, env=env, capture_output=True, text=True,
+                            timeout=1200)
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    statuses = dict(json.loads(line) for line in driver.stdout.splitlines())
+    return {page: (statuses.get(page), Path(log).read_text() if Path(log).exists() else '')
+            for page, _, log in pages}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('page', RUNNABLE_PAGES, ids=[page_id(p) for p in RUNNABLE_PAGES])
+def test_every_runnable_python_block_runs(page, page_runs):
+    status, output = page_runs[page_id(page)]
+    assert status == 0, output[-3000:]
 
 
 # ------------------------------------------------------------------------------------
