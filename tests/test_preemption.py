@@ -273,6 +273,11 @@ def test_killed_search_resumes_bit_exact(tiny_market, tmp_path):
     runs = interrupted(command(tmp_path / 'killed'),
                        [Stop('epoch: [1/2][2/'), Stop('##### Evaluating')])
     assert_same_weights(tmp_path / 'killed' / 'search_checkpoint.pth', reference.result())
+    killed, whole = (torch.load(path, map_location='cpu', weights_only=True) for path in
+                     (tmp_path / 'killed' / 'search_checkpoint.pth', reference.result()))
+    assert killed['history'] == whole['history']  # the genotype after every epoch
+    for subset, memory in whole['memories'].items():  # both memories, bit for bit
+        assert all(torch.equal(memory[k], killed['memories'][subset][k]) for k in memory)
     # Resumed mid-epoch, then from the epoch's search_checkpoint.pth (written before the
     # evaluation), which reaches further than the last resume checkpoint.
     assert resumed_at(runs[1].output)[0] == 1

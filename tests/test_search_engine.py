@@ -175,39 +175,6 @@ def test_tiny_search_finds_a_genotype_that_builds_and_trains(datamanager, tmp_pa
     assert any(_changed(before, list(model.parameters())))
 
 
-class _Killed(RuntimeError):
-    pass
-
-
-@pytest.mark.slow
-def test_a_killed_search_resumes_exactly(datamanager, tmp_path):
-    uninterrupted = _engine(datamanager)
-    uninterrupted.run(save_dir=str(tmp_path / 'whole'), **RUN)
-
-    killed = _engine(datamanager)
-    step = killed.forward_backward
-
-    def die_in_second_epoch(batch):
-        if killed.epoch == 1 and killed.batch_idx == 1:
-            raise _Killed
-        return step(batch)
-
-    killed.forward_backward = die_in_second_epoch
-    with pytest.raises(_Killed):
-        killed.run(save_dir=str(tmp_path / 'killed'), **RUN)
-
-    resumed = _engine(datamanager, seed=123)  # a fresh process would not share any state
-    start_epoch = resumed.resume(tmp_path / 'killed' / CHECKPOINT_FILE)
-    assert start_epoch == 1
-    resumed.run(save_dir=str(tmp_path / 'killed'), start_epoch=start_epoch, **RUN)
-
-    assert resumed.history == uninterrupted.history
-    for key, value in uninterrupted.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key
-    for subset, memory in uninterrupted.memories.items():
-        assert torch.equal(memory.features, resumed.memories[subset].features)
-
-
 def test_resume_refuses_another_split(datamanager, tmp_path):
     search = _engine(datamanager)
     search.initialise_memories()
