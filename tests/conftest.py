@@ -108,3 +108,14 @@ def _seed():
 
 def pytest_report_header(config):
     return f'msinet-reid {msinet_reid.__version__}, torch {torch.__version__}'
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n``), each worker process gets its share of the cores:
+    torch's threads, and those of the processes the tests start (OMP_NUM_THREADS). More
+    threads than cores cost more in waiting than the parallel tests gain."""
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ['OMP_NUM_THREADS'] = str(threads)
+        torch.set_num_threads(threads)
