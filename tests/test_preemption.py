@@ -107,18 +107,21 @@ def assert_same_weights(a: Path, b: Path) -> None:
     assert not different, f'{len(different)} tensors differ, e.g. {different[:3]}'
 
 
+# torchreid's progress line: epoch: [epoch/epochs][batch done/batches]
+PROGRESS = re.compile(r'epoch: \[(\d+)/\d+\]\[(\d+)/(\d+)\]')
+
+
 def progress(output: str) -> List[tuple]:
     """(epoch, batch done) of every torchreid progress line."""
-    return [(int(e), int(b)) for e, b in re.findall(r'epoch: \[(\d+)/\d+\]\[(\d+)/\d+\]', output)]
+    return [(int(e), int(b)) for e, b, _ in PROGRESS.findall(output)]
 
 
 def next_batches(output: str) -> List[tuple]:
     """Where a run that stopped after ``output`` continues if it lost nothing: the batch
     after its last progress line, or, after an epoch's last batch, also the next epoch's
     first (a signal that came after the epoch's last check stops it after the evaluation)."""
-    epoch, batch, batches = re.findall(r'epoch: \[(\d+)/\d+\]\[(\d+)/(\d+)\]', output)[-1]
-    epoch, batch = int(epoch), int(batch)
-    return [(epoch, batch + 1)] + ([(epoch + 1, 1)] if batch == int(batches) else [])
+    epoch, batch, batches = map(int, PROGRESS.findall(output)[-1])
+    return [(epoch, batch + 1)] + ([(epoch + 1, 1)] if batch == batches else [])
 
 
 def resumed_at(output: str) -> tuple:

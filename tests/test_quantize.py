@@ -118,7 +118,8 @@ def test_evaluate_checkpoint_and_onnx_alike(msinet_weights, fp32_onnx, market64,
         assert main(['evaluate', '--weights', str(weights), *common]) == 0
         scores.append(capsys.readouterr().out.splitlines()[-1].split(': ', 1)[1])
     assert scores[0].startswith('Rank-1 ') and scores[0] == scores[1]
-    with pytest.raises(SystemExit):  # without --height/--width: the file's own size
+    # Without --height/--width the file runs at its own size; another size is named.
+    with pytest.raises(SystemExit):
         main(['evaluate', '--weights', str(fp32_onnx), '--root', str(market64[0]),
               '--height', '256', '--width', '128'])
     assert f'pass --height {HEIGHT} --width {WIDTH}' in capsys.readouterr().err
